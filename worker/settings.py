@@ -1,0 +1,203 @@
+"""One settings object, built once from the environment and validated at start-up.
+
+Nothing else in the project reads the environment. Every knob has a default, a unit in its
+name, and a rule; a bad value stops the process with a message naming the variable and what it
+accepts (`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from worker.errors import SettingsError
+
+T = TypeVar("T")
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_endpoint(url: str) -> str | None:
+    """Why `url` may not receive a token, or None when it may (https, or http on loopback)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "must be an absolute URL"
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an absolute http(s) URL"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return "must use https:// (http:// only for 127.0.0.1, localhost or [::1])"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything tunable. Field metadata: env variable, rule text."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    client_id: str | None = None
+    client_secret: str | None = dataclasses.field(default=None, repr=False)
+    oauth_url: str = "https://oauth.bitrix.info/oauth/token/"
+    key_prefix: str = "b24d"
+    #: items per imconnector.send.status.delivery call (no documented maximum: stay conservative)
+    batch_size: int = 50
+    #: a partial batch waits at most this long after its oldest item
+    flush_window_s: float = 1.0
+    #: the fleet-wide leaky bucket per portal; burst < 50 leaves room for the producer's own calls
+    rate_per_s: float = 2.0
+    rate_burst: int = 45
+    #: calls in flight per portal, fleet-wide (a slow portal holds at most this many worker slots)
+    portal_max_inflight: int = 2
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    #: transient failures (5xx, network) before a batch's items are dead-lettered
+    max_attempts: int = 8
+    #: throttled items are retried without an attempt limit until this old
+    max_age_s: float = 86_400.0
+    overload_park_s: float = 900.0
+    #: wait for OPERATION_TIME_LIMIT when the portal gave no operating_reset_at
+    operation_limit_wait_s: float = 60.0
+    http_connect_timeout_s: float = 5.0
+    http_read_timeout_s: float = 30.0
+    #: a flush's claim on its group; must outlive the HTTP call
+    lease_ttl_s: float = 60.0
+    refresh_lock_ttl_s: float = 30.0
+    sweep_interval_s: float = 1.0
+    #: the longest countdown ever given to Celery; longer waits go through the sweep
+    max_countdown_s: float = 5.0
+    rejected_keep: int = 10_000
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    metrics_port: int = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = ENV_NAMES[field.name]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            parse, rule = RULES[field.name]
+            try:
+                values[field.name] = parse(raw)
+            except (ValueError, TypeError):
+                raise SettingsError(f"{name}={raw!r} is invalid: {rule}") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for field in dataclasses.fields(self):
+            parse, rule = RULES[field.name]
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            try:
+                parse(str(value))
+            except (ValueError, TypeError):
+                raise SettingsError(
+                    f"{ENV_NAMES[field.name]}={value!r} is invalid: {rule}"
+                ) from None
+        if self.lease_ttl_s <= self.http_connect_timeout_s + self.http_read_timeout_s:
+            raise SettingsError(
+                "DELIVERY_LEASE_TTL_S must exceed DELIVERY_HTTP_CONNECT_TIMEOUT_S + "
+                "DELIVERY_HTTP_READ_TIMEOUT_S, or a slow call could be sent twice"
+            )
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = kind(raw)
+        if not low <= float(value) <= high:  # type: ignore[arg-type]
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError(raw)
+        return raw.lower()
+
+    return parse
+
+
+def _url(raw: str) -> str:
+    if check_endpoint(raw) is not None:
+        raise ValueError(raw)
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(raw)
+    return raw
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError(raw)
+    return raw
+
+
+def _prefix(raw: str) -> str:
+    if not raw or not all(c.isalnum() or c in "-_." for c in raw):
+        raise ValueError(raw)
+    return raw
+
+
+_ENV_OVERRIDES = {
+    "redis_url": "REDIS_URL",
+    "client_id": "BITRIX24_CLIENT_ID",
+    "client_secret": "BITRIX24_CLIENT_SECRET",
+    "oauth_url": "BITRIX24_OAUTH_URL",
+}
+ENV_NAMES = {
+    f.name: _ENV_OVERRIDES.get(f.name, "DELIVERY_" + f.name.upper())
+    for f in dataclasses.fields(Settings)
+}
+RULES: dict[str, tuple[Callable[[str], Any], str]] = {
+    "redis_url": (_redis_url, "a redis://, rediss:// or unix:// URL"),
+    "client_id": (_text, "a non-empty string"),
+    "client_secret": (_text, "a non-empty string"),
+    "oauth_url": (_url, "an https:// URL (http:// only on a loopback host)"),
+    "key_prefix": (_prefix, "letters, digits, '-', '_' or '.'"),
+    "batch_size": (_number(int, 1, 1000), "an integer from 1 to 1000"),
+    "flush_window_s": (_number(float, 0.001, 60), "seconds, from 0.001 to 60"),
+    "rate_per_s": (_number(float, 0.01, 10_000), "requests per second, from 0.01 to 10000"),
+    "rate_burst": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
+    "portal_max_inflight": (_number(int, 1, 1000), "an integer from 1 to 1000"),
+    "backoff_base_s": (_number(float, 0.001, 3600), "seconds, from 0.001 to 3600"),
+    "backoff_cap_s": (_number(float, 0.001, 86_400), "seconds, from 0.001 to 86400"),
+    "max_attempts": (_number(int, 1, 1000), "an integer from 1 to 1000"),
+    "max_age_s": (_number(float, 1, 30 * 86_400), "seconds, from 1 to 2592000"),
+    "overload_park_s": (_number(float, 0.01, 86_400), "seconds, from 0.01 to 86400"),
+    "operation_limit_wait_s": (_number(float, 0.01, 3600), "seconds, from 0.01 to 3600"),
+    "http_connect_timeout_s": (_number(float, 0.01, 60), "seconds, from 0.01 to 60"),
+    "http_read_timeout_s": (_number(float, 0.01, 120), "seconds, from 0.01 to 120"),
+    "lease_ttl_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
+    "refresh_lock_ttl_s": (_number(float, 0.1, 600), "seconds, from 0.1 to 600"),
+    "sweep_interval_s": (_number(float, 0.05, 60), "seconds, from 0.05 to 60"),
+    "max_countdown_s": (_number(float, 0.01, 30), "seconds, from 0.01 to 30"),
+    "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
+    "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
+    "log_level": (_choice("debug", "info", "warning", "error"), "debug, info, warning or error"),
+    "metrics_port": (_number(int, 0, 65535), "a TCP port, 0 to turn the exporter off"),
+}
