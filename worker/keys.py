@@ -1,0 +1,132 @@
+"""Every Redis key the project uses, in one place.
+
+Per-portal keys carry the portal in a hash tag (`{member_id}`), so a later move to Redis Cluster
+shards by portal and every per-portal script stays on one slot. The fleet-wide indexes
+(`due`, dead letters, rejected, stats) are few and small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Group:
+    """A batching group: one (portal, connector, line)."""
+
+    portal: str
+    connector: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.portal}:{self.connector}:{self.line}"
+
+    @classmethod
+    def parse(cls, group_id: str) -> Group:
+        portal, connector, line = group_id.split(":")
+        return cls(portal, connector, int(line))
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "b24d"
+
+    # fleet-wide
+    @property
+    def due(self) -> str:
+        """ZSET group id -> when the sweep must trigger it (safety net for lost triggers)."""
+        return f"{self.prefix}:due"
+
+    @property
+    def dead(self) -> str:
+        """ZSET dead-letter id -> dead-lettered at."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def dead_data(self) -> str:
+        """HASH dead-letter id -> JSON record."""
+        return f"{self.prefix}:dead:data"
+
+    @property
+    def rejected(self) -> str:
+        """LIST of JSON records of rejected payloads, newest first, capped."""
+        return f"{self.prefix}:rejected"
+
+    @property
+    def stats(self) -> str:
+        """HASH counter -> value (ingested, coalesced, delivered, dead_lettered, ...)."""
+        return f"{self.prefix}:stats"
+
+    @property
+    def portals(self) -> str:
+        """SET of registered member_ids."""
+        return f"{self.prefix}:portals"
+
+    # per portal
+    def portal(self, member_id: str) -> str:
+        """HASH: endpoint, tokens, token version, blocked_until, rate overrides."""
+        return f"{self.prefix}:{{{member_id}}}:portal"
+
+    def bucket(self, member_id: str) -> str:
+        """HASH level, ts: the portal's fleet-wide leaky bucket."""
+        return f"{self.prefix}:{{{member_id}}}:bucket"
+
+    def inflight(self, member_id: str) -> str:
+        """ZSET lease token -> expiry: calls in flight to the portal."""
+        return f"{self.prefix}:{{{member_id}}}:inflight"
+
+    def refresh_lock(self, member_id: str) -> str:
+        return f"{self.prefix}:{{{member_id}}}:refresh"
+
+    def groups(self, member_id: str) -> str:
+        """SET of the portal's group ids (to resume them on portal.register)."""
+        return f"{self.prefix}:{{{member_id}}}:groups"
+
+    # per group
+    def _group(self, group: Group, what: str) -> str:
+        return f"{self.prefix}:{{{group.portal}}}:g:{group.connector}:{group.line}:{what}"
+
+    def items(self, group: Group) -> str:
+        """HASH im.message_id -> JSON {el, t}: every pending or leased confirmation."""
+        return self._group(group, "items")
+
+    def queue(self, group: Group) -> str:
+        """ZSET im.message_id -> enqueued at: pending, not leased."""
+        return self._group(group, "queue")
+
+    def leased(self, group: Group) -> str:
+        """ZSET im.message_id -> enqueued at: in the current flush."""
+        return self._group(group, "leased")
+
+    def lease(self, group: Group) -> str:
+        """STRING lease token, with expiry: who is flushing the group."""
+        return self._group(group, "lease")
+
+    def meta(self, group: Group) -> str:
+        """HASH not_before, failures, attempts, first_attempt_at, last_attempt_at."""
+        return self._group(group, "meta")
+
+    def trigger(self, group: Group) -> str:
+        """STRING 'task_id:at_ms', with expiry: the one delayed flush task scheduled."""
+        return self._group(group, "trigger")
+
+    def group_keys(self, group: Group) -> list[str]:
+        """The KEYS of the batching scripts, in their order."""
+        p = group.portal
+        return [
+            self.items(group),
+            self.queue(group),
+            self.leased(group),
+            self.lease(group),
+            self.meta(group),
+            self.portal(p),
+            self.bucket(p),
+            self.inflight(p),
+            self.due,
+            self.stats,
+            self.groups(p),
+            self.dead,
+            self.dead_data,
+            self.trigger(group),
+        ]
