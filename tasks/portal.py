@@ -1,0 +1,44 @@
+"""`portal.register` (public): store or replace a portal's OAuth tokens, resume its groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery.worker.request import Request
+
+from tasks.delivery import runtime
+from worker import app
+from worker.errors import InvalidInput
+from worker.logs import redact
+from worker.records import reject
+from worker.validation import registration
+
+log = structlog.stdlib.get_logger("tasks.portal")
+
+
+class RedactedRequest(Request):
+    """Tokens never reach Flower: the worker's task events carry masked arguments."""
+
+    @property
+    def argsrepr(self) -> str:
+        return repr(redact(list(self.args or ())))
+
+    @property
+    def kwargsrepr(self) -> str:
+        return repr(redact(dict(self.kwargs or {})))
+
+
+@app.task(name="portal.register", throws=(InvalidInput,), Request=RedactedRequest)
+def register(**payload: Any) -> str:
+    rt = runtime()
+    try:
+        reg = registration(payload)
+    except InvalidInput as exc:
+        reject(rt, "portal.register", exc, payload)
+        log.warning("registration rejected", error=str(exc))
+        raise
+    rt.portals.register(reg)
+    resumed = rt.buffer.resume_portal(reg.member_id)
+    log.info("portal registered", portal=reg.member_id, domain=reg.domain, groups_resumed=resumed)
+    return "registered"

@@ -1,0 +1,83 @@
+"""The Celery app, configured for this workload: many tiny ingest tasks, fewer flush tasks that
+make one HTTP call each, and a sweep on beat. Each choice is explained where it is made."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from worker.logs import configure_logging
+from worker.settings import Settings
+
+#: Producers send to Celery's default queue; flushes and the sweep have a queue of their own.
+INGEST_QUEUE = "celery"
+FLUSH_QUEUE = "flush"
+
+settings = Settings.from_env()
+
+app = Celery("b24delivery", include=["tasks.delivery", "tasks.portal"])
+app.conf.update(
+    broker_url=settings.redis_url,
+    # JSON only: producers in any language, and no pickle from the network.
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    # Nobody reads results: the buffer in Redis is the state, Flower shows task outcomes.
+    task_ignore_result=True,
+    # Ack after the task ran, and re-queue when a worker dies mid-task: both tasks are safe to
+    # run twice (ingest coalesces by im.message_id, a flush holds a lease).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    broker_transport_options={
+        # An unacked message returns to the queue after this long. Our tasks finish within one
+        # HTTP call (connect + read timeout < 60 s) and countdowns stay under a few seconds
+        # (max_countdown_s), so 300 s redelivers a dead worker's messages within minutes while
+        # never duplicating a task that is still running or waiting for its ETA.
+        "visibility_timeout": 300,
+        # Redis round trips are short; fail over quickly instead of hanging a task.
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+    },
+    # Keep retrying the broker forever (with Celery's backoff) instead of exiting.
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    # Short tasks: each process reserves 4 messages, enough to hide the Redis round trip
+    # without letting one process hoard a backlog (acks_late keeps them recoverable).
+    worker_prefetch_multiplier=4,
+    # Flower: task and worker events, and sent events for the producer side.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    # Two queues named for their work. The worker consumes both; kombu's Redis transport polls
+    # them in rotation, so a flood of confirmations on `celery` never starves `flush`. Large
+    # fleets can also run dedicated `-Q flush` workers.
+    task_default_queue=INGEST_QUEUE,
+    task_queues=(Queue(INGEST_QUEUE), Queue(FLUSH_QUEUE)),
+    task_routes={
+        "delivery.flush": {"queue": FLUSH_QUEUE},
+        "delivery.sweep": {"queue": FLUSH_QUEUE},
+    },
+    # A flush is one HTTP call; anything far longer is stuck.
+    task_soft_time_limit=max(90, int(settings.lease_ttl_s)),
+    task_time_limit=max(120, int(settings.lease_ttl_s) + 30),
+    # Re-trigger groups whose flush trigger was lost or whose lease expired.
+    beat_schedule={
+        "sweep": {
+            "task": "delivery.sweep",
+            "schedule": timedelta(seconds=settings.sweep_interval_s),
+            "options": {"queue": FLUSH_QUEUE, "expires": max(5.0, 5 * settings.sweep_interval_s)},
+        }
+    },
+    beat_max_loop_interval=settings.sweep_interval_s,
+    worker_hijack_root_logger=False,
+    enable_utc=True,
+)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Celery's own log records go through our redacting structlog pipeline."""
+    configure_logging(settings.log_format, settings.log_level)

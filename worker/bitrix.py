@@ -1,0 +1,151 @@
+"""The two calls to Bitrix24: imconnector.send.status.delivery, and the OAuth token refresh.
+
+Every answer that is not a success becomes a `PortalError` of the class its policy row names.
+Tokens travel only in the request body or query string, never in an error message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from worker.errors import PortalError, portal_error
+from worker.policy import CODES, Outcome, classify
+from worker.settings import check_endpoint
+
+METHOD = "imconnector.send.status.delivery"
+USER_AGENT = "b24-delivery/0.1"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float
+    read_s: float
+
+
+_session: tuple[int, requests.Session] | None = None
+
+
+def session() -> requests.Session:
+    """One session per process (connection reuse); a forked child makes its own."""
+    global _session
+    if _session is None or _session[0] != os.getpid():
+        s = requests.Session()
+        s.headers["User-Agent"] = USER_AGENT
+        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
+        s.mount("https://", adapter)
+        s.mount("http://", adapter)
+        _session = (os.getpid(), s)
+    return _session[1]
+
+
+def _error_from(response: requests.Response, body: Any, *, fresh_token: bool) -> PortalError:
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return portal_error(
+            Outcome.TRANSIENT,
+            "NON_JSON_RESPONSE",
+            f"HTTP {response.status_code} without a Bitrix24 error body",
+            response.status_code,
+        )
+    code = body["error"][:100]
+    description = str(body.get("error_description", ""))[:300]
+    reset_at = None
+    time_block = body.get("time")
+    if isinstance(time_block, dict) and isinstance(
+        time_block.get("operating_reset_at"), int | float
+    ):
+        reset_at = float(time_block["operating_reset_at"])
+    outcome = classify(response.status_code, code, fresh_token=fresh_token)
+    return portal_error(outcome, code, description, response.status_code, reset_at)
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def send_status_delivery(
+    endpoint: str,
+    access_token: str,
+    connector: str,
+    line: int,
+    messages: list[dict[str, Any]],
+    timeouts: Timeouts,
+    *,
+    fresh_token: bool = True,
+) -> dict[str, Any]:
+    """POST the batch; returns the answer's `time` block. Raises PortalError."""
+    problem = check_endpoint(endpoint)
+    if problem:
+        raise portal_error(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
+    body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
+    try:
+        response = session().post(
+            endpoint + METHOD,
+            json=body,
+            timeout=(timeouts.connect_s, timeouts.read_s),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise portal_error(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
+    payload = _json(response)
+    result = payload.get("result") if isinstance(payload, dict) else None
+    if response.status_code == 200 and isinstance(result, dict) and result.get("SUCCESS") is True:
+        time_block = payload.get("time")
+        return time_block if isinstance(time_block, dict) else {}
+    if response.status_code == 200 and payload is not None and "error" not in payload:
+        raise portal_error(
+            Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result.SUCCESS", 200
+        )
+    raise _error_from(response, payload, fresh_token=fresh_token)
+
+
+def refresh_tokens(
+    oauth_url: str, client_id: str, client_secret: str, refresh_token: str, timeouts: Timeouts
+) -> dict[str, Any]:
+    """Exchange a refresh token for a new pair. Raises PortalError (AuthBroken, Transient)."""
+    params = {
+        "grant_type": "refresh_token",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token,
+    }
+    try:
+        response = session().get(
+            oauth_url,
+            params=params,
+            timeout=(timeouts.connect_s, timeouts.read_s),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise portal_error(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
+    payload = _json(response)
+    if (
+        response.status_code == 200
+        and isinstance(payload, dict)
+        and isinstance(payload.get("access_token"), str)
+        and isinstance(payload.get("refresh_token"), str)
+    ):
+        return payload
+    if isinstance(payload, dict) and payload.get("error") in CODES:
+        return_code = str(payload["error"])
+        raise portal_error(
+            CODES[return_code][1],
+            return_code,
+            str(payload.get("error_description", ""))[:300],
+            response.status_code,
+        )
+    if response.status_code >= 500 or payload is None:
+        raise portal_error(
+            Outcome.TRANSIENT,
+            "NON_JSON_RESPONSE",
+            f"token endpoint answered HTTP {response.status_code}",
+            response.status_code,
+        )
+    raise _error_from(response, payload, fresh_token=True)

@@ -1,0 +1,153 @@
+"""The flush, as DESIGN.md draws it: lease, call, settle.
+
+`flush()` is what the `delivery.flush` task runs. It never sleeps: every wait is a trigger
+(a short countdown) or a due time for the sweep, both decided by the scripts in `lua/`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from worker.bitrix import Timeouts, send_status_delivery
+from worker.buffer import PARKED, Lease
+from worker.errors import PortalError
+from worker.keys import Group
+from worker.policy import Action, Backoff, Decision, Outcome, decide
+from worker.runtime import Runtime
+from worker.tokens import Refresh
+
+log = structlog.stdlib.get_logger("worker.pipeline")
+
+#: a refresh by another process is under way: look again this soon
+REFRESH_WAIT_S = 0.2
+#: Lease.token_source of a token our own refresh produced (register gives 'register')
+REFRESHED_SOURCE = "refresh"
+
+
+def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
+    """Flush one group once. Returns what happened (for the task's result and the tests)."""
+    begin = rt.buffer.begin(group, own_task_id)
+    if begin.trigger:
+        rt.send_flush(group, begin.trigger)
+    if begin.lease is None:
+        return begin.kind
+    lease = begin.lease
+    with structlog.contextvars.bound_contextvars(
+        portal=group.portal,
+        connector=group.connector,
+        line=group.line,
+        batch=len(lease.ids),
+        attempt=lease.failures + 1,
+    ):
+        return _call_and_settle(rt, lease)
+
+
+def _call_and_settle(rt: Runtime, lease: Lease) -> str:
+    s = rt.settings
+    timeouts = Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s)
+    try:
+        time_block = send_status_delivery(
+            lease.endpoint,
+            lease.access_token,
+            lease.group.connector,
+            lease.group.line,
+            lease.elements,
+            timeouts,
+            fresh_token=lease.token_source == REFRESHED_SOURCE,
+        )
+    except PortalError as exc:
+        rt.count(f"api_error:{exc.code}")
+        return _failed(rt, lease, exc)
+    reset_at = time_block.get("operating_reset_at")
+    settled, trigger = rt.buffer.settle(
+        lease,
+        "delivered",
+        operating_reset_at=float(reset_at) if isinstance(reset_at, int | float) else None,
+    )
+    rt.send_flush(lease.group, trigger)
+    rt.observe_delivered(settled, lease.oldest_enqueued_at)
+    log.info("batch delivered", delivered=settled)
+    return "delivered"
+
+
+def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
+    if error.outcome is Outcome.AUTH:
+        try:
+            refreshed = rt.portals.refresh(lease.group.portal, lease.token_version)
+        except PortalError as refresh_error:
+            log.warning(
+                "token refresh failed",
+                code=refresh_error.code,
+                description=refresh_error.description,
+            )
+            error = refresh_error
+        else:
+            log.info("token refresh", result=refreshed.value)
+            delay = REFRESH_WAIT_S if refreshed is Refresh.IN_PROGRESS else 0.0
+            _, trigger = rt.buffer.settle(lease, "refresh", delay_s=delay, code=error.code)
+            rt.send_flush(lease.group, trigger)
+            return "refresh"
+    decision = decide(
+        error.outcome,
+        failures=lease.failures,
+        throttles=lease.throttles,
+        age_s=max(0.0, lease.started_at - lease.oldest_enqueued_at),
+        backoff=_backoff(rt),
+        now=time.time(),
+        reset_at=error.reset_at or _stored_reset_at(rt, lease),
+    )
+    return _apply(rt, lease, error, decision)
+
+
+def _apply(rt: Runtime, lease: Lease, error: PortalError, decision: Decision) -> str:
+    fields: dict[str, Any] = {"code": error.code, "description": error.description}
+    action = {
+        Action.RETRY: "retry",
+        Action.PARK: "park",
+        Action.DEAD_LETTER: "dead_letter",
+        Action.DELIVERED: "delivered",
+        Action.REFRESH: "refresh",
+    }[decision.action]
+    settled, trigger = rt.buffer.settle(
+        lease,
+        action,
+        delay_s=min(decision.delay_s, PARKED),
+        portal_wide=decision.portal_wide,
+        drain_budget=decision.drain_budget,
+        counts_failure=decision.counts_failure,
+        **fields,
+    )
+    rt.send_flush(lease.group, trigger)
+    if decision.action is Action.DEAD_LETTER:
+        log.error("batch dead-lettered", dead_lettered=settled, **fields)
+    elif decision.action is Action.PARK:
+        until = "portal.register" if decision.delay_s == float("inf") else f"{decision.delay_s}s"
+        log.error("portal parked", parked_until=until, alert=True, **fields)
+    else:
+        log.warning(
+            "batch will be retried",
+            retry_in_s=round(decision.delay_s, 3),
+            outcome=error.outcome.value,
+            **fields,
+        )
+    return action
+
+
+def _backoff(rt: Runtime) -> Backoff:
+    s = rt.settings
+    return Backoff(
+        s.backoff_base_s,
+        s.backoff_cap_s,
+        s.max_attempts,
+        s.max_age_s,
+        s.overload_park_s,
+        s.operation_limit_wait_s,
+    )
+
+
+def _stored_reset_at(rt: Runtime, lease: Lease) -> float | None:
+    raw = rt.redis.hget(rt.buffer.keys.portal(lease.group.portal), "operating_reset_at")
+    return float(raw) if raw else None

@@ -1,0 +1,132 @@
+"""The portals' registrations and tokens, and the fleet-wide single-flight refresh.
+
+A refresh token is single-use, so exactly one process refreshes a portal at a time: a Redis lock
+with expiry, a check that nobody refreshed the version we saw, the OAuth call, and the new pair
+stored by one script that also releases the lock. Everyone else just retries with whatever token
+version Redis holds by then.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+from redis import Redis
+from redis.typing import EncodableT
+
+from worker.bitrix import Timeouts, refresh_tokens
+from worker.errors import PortalError, portal_error
+from worker.keys import Keys
+from worker.policy import Outcome
+from worker.settings import Settings
+from worker.validation import Registration
+
+# KEYS 1 portal hash, 2 lock; ARGV 1 lock token, 2 seen version, 3 access, 4 refresh, 5 expires_at
+_STORE_IF_CURRENT = """
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'access_token', ARGV[3], 'refresh_token', ARGV[4],
+           'expires_at', ARGV[5], 'source', 'refresh')
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+# KEYS 1 lock; ARGV 1 token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Refresh(enum.Enum):
+    REFRESHED = "refreshed"  # we refreshed: retry now
+    ALREADY = "already"  # someone else did: retry now
+    IN_PROGRESS = "in_progress"  # someone else is: retry shortly
+
+
+class PortalStore:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.s = settings
+        self.keys = Keys(settings.key_prefix)
+        self._store = redis.register_script(_STORE_IF_CURRENT)
+        self._release = redis.register_script(_RELEASE)
+
+    def register(self, reg: Registration) -> None:
+        """Store or replace a portal's tokens and lift any parking (new tokens, new chance)."""
+        key = self.keys.portal(reg.member_id)
+        seconds, _ = self.redis.time()
+        fields: dict[EncodableT, EncodableT] = {
+            "member_id": reg.member_id,
+            "domain": reg.domain,
+            "client_endpoint": reg.client_endpoint,
+            "access_token": reg.access_token,
+            "refresh_token": reg.refresh_token,
+            "expires_at": int(seconds) + reg.expires_in,
+            "source": "register",
+        }
+        if reg.rate_per_s is not None:
+            fields["rate_per_s"] = reg.rate_per_s
+        if reg.rate_burst is not None:
+            fields["rate_burst"] = reg.rate_burst
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)
+        pipe.hincrby(key, "version", 1)
+        pipe.hdel(key, "blocked_until", "block_reason", "throttles")
+        if reg.rate_per_s is None:
+            pipe.hdel(key, "rate_per_s")
+        if reg.rate_burst is None:
+            pipe.hdel(key, "rate_burst")
+        pipe.sadd(self.keys.portals, reg.member_id)
+        pipe.hincrby(self.keys.stats, "registrations", 1)
+        pipe.execute()
+
+    def refresh(self, member_id: str, seen_version: int) -> Refresh:
+        """Refresh the portal's tokens unless someone else has or is. Raises PortalError."""
+        lock_key = self.keys.refresh_lock(member_id)
+        lock = str(uuid.uuid4())
+        if not self.redis.set(lock_key, lock, nx=True, px=int(self.s.refresh_lock_ttl_s * 1000)):
+            return Refresh.IN_PROGRESS
+        try:
+            version, refresh_token = self.redis.hmget(
+                self.keys.portal(member_id), ["version", "refresh_token"]
+            )
+            if version is None or refresh_token is None:
+                raise portal_error(
+                    Outcome.AUTH_BROKEN, "PORTAL_NOT_REGISTERED", "no tokens stored for this portal"
+                )
+            if int(version) != seen_version:
+                return Refresh.ALREADY
+            if not self.s.client_id or not self.s.client_secret:
+                raise portal_error(
+                    Outcome.AUTH_BROKEN,
+                    "NO_CREDENTIALS",
+                    "BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET must be set to refresh tokens",
+                )
+            answer = refresh_tokens(
+                self.s.oauth_url,
+                self.s.client_id,
+                self.s.client_secret,
+                _text(refresh_token),
+                Timeouts(self.s.http_connect_timeout_s, self.s.http_read_timeout_s),
+            )
+            seconds, _ = self.redis.time()
+            expires_in = answer.get("expires_in", 3600)
+            expires_at = int(seconds) + (expires_in if isinstance(expires_in, int) else 3600)
+            stored = self._store(
+                keys=[self.keys.portal(member_id), lock_key],
+                args=[lock, version, answer["access_token"], answer["refresh_token"], expires_at],
+            )
+            self.redis.hincrby(self.keys.stats, "token_refreshes", 1)
+            return Refresh.REFRESHED if stored else Refresh.ALREADY
+        except PortalError:
+            self.redis.hincrby(self.keys.stats, "token_refresh_failures", 1)
+            raise
+        finally:
+            self._release(keys=[lock_key], args=[lock])
+
+    def exists(self, member_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.portal(member_id)))
