@@ -1,0 +1,63 @@
+"""Enqueue delivery confirmations from any Python service, without importing the worker.
+
+    from b24producer import Producer
+    producer = Producer("redis://127.0.0.1:6379/0")
+    producer.confirm(portal="a1b2...", connector="myconnector", line=107,
+                     im={"chat_id": 323, "message_id": 85911},
+                     message={"id": ["ext-msg-1007"], "date": 1738065600},
+                     chat={"id": "channel-123"})
+    producer.register_portal(member_id="a1b2...", domain="example.bitrix24.com",
+                             client_endpoint="https://example.bitrix24.com/rest/",
+                             access_token="...", refresh_token="...", expires_in=3600)
+
+Tasks go by name (`send_task`) to Celery's default queue `celery`, as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+CONFIRM = "delivery.confirm"
+REGISTER = "portal.register"
+_SECRET_FIELDS = ("access_token", "refresh_token", "application_token")
+
+
+class Producer:
+    def __init__(self, redis_url: str, *, app: Celery | None = None) -> None:
+        self.app = app or Celery("b24producer", broker=redis_url, set_as_current=False)
+        self.app.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            # a clear error instead of a hang when Redis is down
+            broker_connection_retry=False,
+            broker_connection_max_retries=0,
+            broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+        )
+
+    def confirm(
+        self,
+        *,
+        portal: str,
+        connector: str,
+        line: int,
+        im: dict[str, Any],
+        message: dict[str, Any] | None = None,
+        chat: dict[str, Any] | None = None,
+    ) -> str:
+        """Enqueue one confirmation; returns the task id."""
+        kwargs: dict[str, Any] = {"portal": portal, "connector": connector, "line": line, "im": im}
+        if message is not None:
+            kwargs["message"] = message
+        if chat is not None:
+            kwargs["chat"] = chat
+        return str(self.app.send_task(CONFIRM, kwargs=kwargs, retry=False).id)
+
+    def register_portal(self, **auth: Any) -> str:
+        """Enqueue a portal's `auth` block; its tokens never show in task events or reprs."""
+        shown = {k: ("***" if k in _SECRET_FIELDS else v) for k, v in auth.items()}
+        return str(self.app.send_task(REGISTER, kwargs=auth, kwargsrepr=repr(shown), retry=False).id)
+
+    def close(self) -> None:
+        self.app.close()

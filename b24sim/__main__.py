@@ -1,0 +1,86 @@
+"""CLI: ``python -m b24sim --portal m1 ...``: prints one JSON line, serves until signalled."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from .portal import PortalConfig
+from .server import Simulator
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m b24sim", description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--client-id", default="app.b24sim")
+    ap.add_argument("--client-secret", default="b24sim-secret")
+    ap.add_argument("--portal", action="append", default=[], help="member_id (repeatable)")
+    ap.add_argument("--rate", type=float, default=None, help="leaky-bucket drain per second")
+    ap.add_argument("--burst", type=float, default=None, help="leaky-bucket size")
+    ap.add_argument("--enterprise", action="store_true", help="5/s, burst 250 defaults")
+    ap.add_argument("--token-ttl", type=float, default=3600.0)
+    ap.add_argument("--connector", action="append", default=None, help="known connector(s)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--state-file", type=Path, default=None)
+    ap.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.allow_remote and not _is_loopback(args.host):
+        print(f"refusing non-loopback host {args.host!r} without --allow-remote", file=sys.stderr)
+        return 2
+    configs = [
+        PortalConfig(
+            member_id=m,
+            rate_per_s=args.rate,
+            burst=args.burst,
+            enterprise=args.enterprise,
+            token_ttl_s=args.token_ttl,
+            connectors=args.connector,
+        )
+        for m in args.portal
+    ]
+    sim = Simulator(args.client_id, args.client_secret, args.host, args.port, seed=args.seed)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    sim.start()
+    try:
+        portals = {c.member_id: sim.add_portal(c).as_register_kwargs() for c in configs}
+        line = json.dumps(
+            {"base_url": sim.base_url, "oauth_url": sim.oauth_url, "portals": portals}
+        )
+        if args.state_file is not None:
+            args.state_file.write_text(line + "\n", encoding="utf-8")
+        print(line, flush=True)
+        while not stop.wait(0.2):
+            pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

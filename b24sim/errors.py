@@ -1,0 +1,62 @@
+"""Error codes of the Bitrix24 REST API and the OAuth server, with their HTTP statuses.
+
+Source: BITRIX24.md (method page of imconnector.send.status.delivery,
+``_includes/system-errors.md``, ``limits.md``, ``settings/oauth/auto-renewal.md``).
+"""
+
+from __future__ import annotations
+
+# code -> (HTTP status, description)
+REST_ERRORS: dict[str, tuple[int, str]] = {
+    # imconnector.send.status.delivery
+    "WRONG_AUTH_TYPE": (403, "Current authorization type is denied for this method"),
+    "ERROR_ARGUMENT": (400, "Argument CONNECTOR, LINE or MESSAGES is null or empty"),
+    "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, "No provider for the connector"),
+    # system errors any method may return
+    "INTERNAL_SERVER_ERROR": (500, "Internal server error"),
+    "ERROR_UNEXPECTED_ANSWER": (500, "Server returned an unexpected response"),
+    "QUERY_LIMIT_EXCEEDED": (503, "Too many requests"),
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": (405, "Method is not allowed for batch usage"),
+    "ERROR_BATCH_LENGTH_EXCEEDED": (400, "Max batch length exceeded"),
+    "NO_AUTH_FOUND": (401, "Wrong authorization data"),
+    "INVALID_REQUEST": (400, "Https required."),
+    "OVERLOAD_LIMIT": (503, "REST API is blocked due to overload."),
+    "ACCESS_DENIED": (403, "REST API is available only on commercial plans."),
+    "INVALID_CREDENTIALS": (403, "Invalid request credentials"),
+    "ERROR_MANIFEST_IS_NOT_AVAILABLE": (404, "Manifest is not available."),
+    "insufficient_scope": (
+        403,
+        "The request requires higher privileges than provided by the access token",
+    ),
+    "expired_token": (401, "The access token provided has expired."),
+    "user_access_error": (403, "The user does not have access to the application."),
+    "PORTAL_DELETED": (500, "Portal was deleted"),
+    "OPERATION_TIME_LIMIT": (429, "Method is blocked due to operation time limit."),
+}
+
+# Not in the documented tables; what the simulator answers for paths it does not know.
+SIM_ERRORS: dict[str, tuple[int, str]] = {
+    "ERROR_METHOD_NOT_FOUND": (404, "Method not found!"),
+    "PORTAL_NOT_FOUND": (404, "Portal not found (simulator)"),
+}
+
+# Token endpoint errors. The docs do not give statuses; the simulator answers 400 for all of them.
+OAUTH_ERRORS: dict[str, tuple[int, str]] = {
+    "invalid_request": (400, "Invalid request"),
+    "invalid_client": (400, "Invalid client_id or client_secret"),
+    "invalid_scope": (400, "Invalid scope"),
+    "invalid_grant": (400, "Invalid grant: refresh token expired, revoked or already used"),
+    "PAYMENT_REQUIRED": (400, "Payment required"),
+}
+
+
+def lookup(code: str, oauth: bool = False) -> tuple[int, str]:
+    """Status and description for ``code``; unknown codes give 400."""
+    table = OAUTH_ERRORS if oauth else REST_ERRORS
+    if code in table:
+        return table[code]
+    if code in SIM_ERRORS:
+        return SIM_ERRORS[code]
+    if code in REST_ERRORS:
+        return REST_ERRORS[code]
+    return 400, code

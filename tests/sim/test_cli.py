@@ -1,0 +1,73 @@
+"""CLI start/stop through a subprocess, and startup time."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from b24sim import METHOD, Simulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cli_start_call_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    cmd = [sys.executable, "-m", "b24sim", "--port", "0", "--client-id", "cid"]
+    cmd += ["--client-secret", "sec", "--portal", "m1", "--portal", "m2", "--burst", "10"]
+    cmd += ["--state-file", str(state)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        info = json.loads(line)
+        assert json.loads(state.read_text()) == info
+        assert info["oauth_url"] == info["base_url"] + "/oauth/token/"
+        m1 = info["portals"]["m1"]
+        assert set(info["portals"]) == {"m1", "m2"}
+        body = {
+            "auth": m1["access_token"],
+            "CONNECTOR": "c",
+            "LINE": 1,
+            "MESSAGES": [{"im": {"chat_id": 1, "message_id": 1}}],
+        }
+        with requests.Session() as s:
+            assert s.post(m1["client_endpoint"] + METHOD, json=body, timeout=5).status_code == 200
+            st = s.get(info["base_url"] + "/_sim/state", timeout=5).json()
+            assert st["portals"]["m1"]["config"]["burst"] == 10
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_cli_refuses_remote_host() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "b24sim", "--host", "0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert "--allow-remote" in r.stderr
+
+
+def test_startup_under_one_second() -> None:
+    t0 = time.perf_counter()
+    with Simulator() as sim, requests.Session() as s:
+        assert s.get(sim.base_url + "/_sim/state", timeout=5).status_code == 200
+        assert time.perf_counter() - t0 < 1.0
