@@ -1,0 +1,183 @@
+"""Real parts for the tests: a private Redis, the portal simulator, Celery worker processes.
+
+Time is shrunk through settings (windows, backoffs, token lifetimes); waits are on conditions
+with a deadline (`wait_for`), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from b24producer import Producer
+from b24sim import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_ID = "app.b24d.test"
+CLIENT_SECRET = "client-secret-for-tests-7f3a"
+T = TypeVar("T")
+
+#: settings for fast tests: windows, backoffs and sweeps in tens of milliseconds
+FAST_ENV = {
+    "DELIVERY_FLUSH_WINDOW_S": "0.2",
+    "DELIVERY_BACKOFF_BASE_S": "0.05",
+    "DELIVERY_BACKOFF_CAP_S": "0.5",
+    "DELIVERY_MAX_ATTEMPTS": "4",
+    "DELIVERY_SWEEP_INTERVAL_S": "0.2",
+    "DELIVERY_MAX_COUNTDOWN_S": "1",
+    "DELIVERY_HTTP_CONNECT_TIMEOUT_S": "1",
+    "DELIVERY_HTTP_READ_TIMEOUT_S": "2",
+    "DELIVERY_LEASE_TTL_S": "4",
+    "DELIVERY_REFRESH_LOCK_TTL_S": "3",
+    "DELIVERY_OVERLOAD_PARK_S": "1",
+    "DELIVERY_OPERATION_LIMIT_WAIT_S": "0.5",
+    "DELIVERY_RATE_PER_S": "1000",
+    "DELIVERY_RATE_BURST": "1000",
+    "DELIVERY_LOG_FORMAT": "json",
+    "DELIVERY_LOG_LEVEL": "info",
+}
+
+
+def wait_for(
+    condition: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.02, what: str = ""
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    name: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def pool_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
+                             text=True, check=False).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its pool children (a crash, not a shutdown)."""
+        for pid in [*self.pool_pids(), self.process.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)
+
+
+@dataclass
+class Fleet:
+    """Celery worker processes started against one Redis and one simulator."""
+
+    redis_url: str
+    sim: Simulator
+    tmp: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def environment(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
+        env.update(FAST_ENV)
+        env.update(
+            REDIS_URL=self.redis_url,
+            BITRIX24_CLIENT_ID=CLIENT_ID,
+            BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
+            BITRIX24_OAUTH_URL=self.sim.oauth_url,
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    def start(self, concurrency: int = 2, beat: bool = True, queues: str = "celery,flush",
+              **extra_env: str) -> WorkerProcess:
+        name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}"
+        log_path = self.tmp / f"{name}.log"
+        args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h",
+                "-c", str(concurrency), "-Q", queues, "--without-mingle", "--without-gossip",
+                "-l", "info"]
+        if beat:
+            args += ["-B", "-s", str(self.tmp / f"{name}-beat-schedule")]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(args, cwd=ROOT, env=self.environment(**extra_env),
+                                       stdout=log, stderr=subprocess.STDOUT)
+        worker = WorkerProcess(process, log_path, name)
+        self.workers.append(worker)
+        wait_for(lambda: "ready." in worker.log() or process.poll() is not None, 30,
+                 what=f"{name} to start")
+        if process.poll() is not None:
+            raise AssertionError(f"worker {name} exited:\n{worker.log()[-3000:]}")
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+    def logs(self) -> str:
+        return "\n".join(w.log() for w in self.workers)
+
+
+def producer(redis_url: str) -> Producer:
+    return Producer(redis_url)
+
+
+def confirmation(portal: str, message_id: int, connector: str = "myconnector", line: int = 107,
+                 **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "portal": portal, "connector": connector, "line": line,
+        "im": {"chat_id": 323, "message_id": message_id},
+        "message": {"id": [f"ext-{message_id}"], "date": 1738065600},
+        "chat": {"id": "channel-123"},
+    }
+    payload.update(extra)
+    return payload
+
+
+def stats(r: redis.Redis, prefix: str = "b24d") -> dict[str, int]:
+    raw = r.hgetall(f"{prefix}:stats")
+    out: dict[str, int] = {}
+    for k, v in raw.items():
+        try:
+            out[k.decode()] = int(v)
+        except ValueError:
+            continue
+    return out
+
+
+def delivered_ids(sim: Simulator, portal: str | None = None) -> list[int]:
+    return [int(a.im["message_id"]) for a in sim.accepted(portal)]
+
+
+def unique(values: Iterable[T]) -> set[T]:
+    return set(values)
