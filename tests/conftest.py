@@ -43,11 +43,21 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return Settings(
-        redis_url=redis_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        flush_window_s=0.2, backoff_base_s=0.05, backoff_cap_s=0.5, max_attempts=4,
-        sweep_interval_s=0.2, max_countdown_s=1.0, http_connect_timeout_s=1.0,
-        http_read_timeout_s=2.0, lease_ttl_s=4.0, refresh_lock_ttl_s=3.0,
-        rate_per_s=1000.0, rate_burst=1000,
+        redis_url=redis_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        flush_window_s=0.2,
+        backoff_base_s=0.05,
+        backoff_cap_s=0.5,
+        max_attempts=4,
+        sweep_interval_s=0.2,
+        max_countdown_s=1.0,
+        http_connect_timeout_s=1.0,
+        http_read_timeout_s=2.0,
+        lease_ttl_s=4.0,
+        refresh_lock_ttl_s=3.0,
+        rate_per_s=1000.0,
+        rate_burst=1000,
     )
 
 

@@ -6,6 +6,7 @@ with a deadline (`wait_for`), never on fixed sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ FAST_ENV = {
     "DELIVERY_HTTP_CONNECT_TIMEOUT_S": "1",
     "DELIVERY_HTTP_READ_TIMEOUT_S": "2",
     "DELIVERY_LEASE_TTL_S": "4",
+    "DELIVERY_VISIBILITY_TIMEOUT_S": "8",
     "DELIVERY_REFRESH_LOCK_TTL_S": "3",
     "DELIVERY_OVERLOAD_PARK_S": "1",
     "DELIVERY_OPERATION_LIMIT_WAIT_S": "0.5",
@@ -72,8 +74,9 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def pool_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
-                             text=True, check=False).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        ).stdout
         return [int(p) for p in out.split()]
 
     def stop(self, timeout_s: float = 15.0) -> None:
@@ -87,10 +90,8 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the main process and its pool children (a crash, not a shutdown)."""
         for pid in [*self.pool_pids(), self.process.pid]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(10)
 
 
@@ -119,22 +120,50 @@ class Fleet:
         env.update(extra)
         return env
 
-    def start(self, concurrency: int = 2, beat: bool = True, queues: str = "celery,flush",
-              **extra_env: str) -> WorkerProcess:
+    def start(
+        self,
+        concurrency: int = 2,
+        beat: bool = True,
+        queues: str = "celery,flush",
+        **extra_env: str,
+    ) -> WorkerProcess:
         name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}"
         log_path = self.tmp / f"{name}.log"
-        args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h",
-                "-c", str(concurrency), "-Q", queues, "--without-mingle", "--without-gossip",
-                "-l", "info"]
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-n",
+            f"{name}@%h",
+            "-c",
+            str(concurrency),
+            "-Q",
+            queues,
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "info",
+        ]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"{name}-beat-schedule")]
         with log_path.open("wb") as log:
-            process = subprocess.Popen(args, cwd=ROOT, env=self.environment(**extra_env),
-                                       stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=self.environment(**extra_env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         worker = WorkerProcess(process, log_path, name)
         self.workers.append(worker)
-        wait_for(lambda: "ready." in worker.log() or process.poll() is not None, 30,
-                 what=f"{name} to start")
+        wait_for(
+            lambda: "ready." in worker.log() or process.poll() is not None,
+            30,
+            what=f"{name} to start",
+        )
         if process.poll() is not None:
             raise AssertionError(f"worker {name} exited:\n{worker.log()[-3000:]}")
         return worker
@@ -152,10 +181,13 @@ def producer(redis_url: str) -> Producer:
     return Producer(redis_url)
 
 
-def confirmation(portal: str, message_id: int, connector: str = "myconnector", line: int = 107,
-                 **extra: Any) -> dict[str, Any]:
+def confirmation(
+    portal: str, message_id: int, connector: str = "myconnector", line: int = 107, **extra: Any
+) -> dict[str, Any]:
     payload: dict[str, Any] = {
-        "portal": portal, "connector": connector, "line": line,
+        "portal": portal,
+        "connector": connector,
+        "line": line,
         "im": {"chat_id": 323, "message_id": message_id},
         "message": {"id": [f"ext-{message_id}"], "date": 1738065600},
         "chat": {"id": "channel-123"},

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from worker.errors import SettingsError
 from worker.logs import configure_logging
 from worker.settings import Settings
 
@@ -16,7 +17,10 @@ from worker.settings import Settings
 INGEST_QUEUE = "celery"
 FLUSH_QUEUE = "flush"
 
-settings = Settings.from_env()
+try:
+    settings = Settings.from_env()
+except SettingsError as error:  # fail fast, with the variable and the rule, not a traceback
+    raise SystemExit(f"b24-delivery: invalid configuration: {error}") from None
 
 app = Celery("b24delivery", include=["tasks.delivery", "tasks.portal"])
 app.conf.update(
@@ -32,11 +36,12 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     broker_transport_options={
-        # An unacked message returns to the queue after this long. Our tasks finish within one
-        # HTTP call (connect + read timeout < 60 s) and countdowns stay under a few seconds
-        # (max_countdown_s), so 300 s redelivers a dead worker's messages within minutes while
-        # never duplicating a task that is still running or waiting for its ETA.
-        "visibility_timeout": 300,
+        # An unacked message returns to the queue after this long (DELIVERY_VISIBILITY_TIMEOUT_S,
+        # default 300 s). Our tasks finish within one HTTP call (lease_ttl_s bounds it) and
+        # countdowns stay under max_countdown_s, so 300 s redelivers a killed worker's reserved
+        # messages within minutes while never duplicating a task still running or waiting for
+        # its ETA; settings validation enforces that margin.
+        "visibility_timeout": settings.visibility_timeout_s,
         # Redis round trips are short; fail over quickly instead of hanging a task.
         "socket_timeout": 30,
         "socket_connect_timeout": 5,

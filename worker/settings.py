@@ -71,6 +71,8 @@ class Settings:
     sweep_interval_s: float = 1.0
     #: the longest countdown ever given to Celery; longer waits go through the sweep
     max_countdown_s: float = 5.0
+    #: Celery's redelivery of a dead worker's unacked messages; must outlive any task + countdown
+    visibility_timeout_s: float = 300.0
     rejected_keep: int = 10_000
     log_format: str = "auto"
     log_level: str = "INFO"
@@ -110,6 +112,11 @@ class Settings:
             raise SettingsError(
                 "DELIVERY_LEASE_TTL_S must exceed DELIVERY_HTTP_CONNECT_TIMEOUT_S + "
                 "DELIVERY_HTTP_READ_TIMEOUT_S, or a slow call could be sent twice"
+            )
+        if self.visibility_timeout_s <= self.lease_ttl_s + self.max_countdown_s:
+            raise SettingsError(
+                "DELIVERY_VISIBILITY_TIMEOUT_S must exceed DELIVERY_LEASE_TTL_S + "
+                "DELIVERY_MAX_COUNTDOWN_S, or Celery would redeliver tasks still running"
             )
         if self.backoff_cap_s < self.backoff_base_s:
             raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
@@ -196,6 +203,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "refresh_lock_ttl_s": (_number(float, 0.1, 600), "seconds, from 0.1 to 600"),
     "sweep_interval_s": (_number(float, 0.05, 60), "seconds, from 0.05 to 60"),
     "max_countdown_s": (_number(float, 0.01, 30), "seconds, from 0.01 to 30"),
+    "visibility_timeout_s": (_number(float, 1, 86_400), "seconds, from 1 to 86400"),
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "log_level": (_choice("debug", "info", "warning", "error"), "debug, info, warning or error"),

@@ -44,12 +44,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
 if redis.call('ZCARD', KEYS[8]) >= tonumber(ARGV[8]) then
   return {'wait', finish(gid, now, math.min(window, 0.1), ARGV[10], max_cd, grace)}
 end
-local rate = tonumber(portal[5]) or tonumber(ARGV[6])
-local burst = tonumber(portal[6]) or tonumber(ARGV[7])
-local wait = take_slot(KEYS[7], now, rate, burst)
-if wait > 0 then
-  redis.call('HINCRBY', KEYS[10], 'rate_waits', 1)
-  return {'throttled', finish(gid, now, wait, ARGV[10], max_cd, grace)}
+-- a slot of the portal's budget: one reserved for us earlier, or a new one
+local slot_at = tonumber(redis.call('HGET', KEYS[5], 'slot_at') or '')
+if slot_at and now < slot_at - 0.002 then
+  return {'throttled', finish(gid, now, slot_at - now, ARGV[10], max_cd, grace)}
+end
+redis.call('HDEL', KEYS[5], 'slot_at')
+if not slot_at or now > slot_at + grace then  -- none, or one too stale to trust
+  local rate = tonumber(portal[5]) or tonumber(ARGV[6])
+  local burst = tonumber(portal[6]) or tonumber(ARGV[7])
+  local wait, reserved = take_slot(KEYS[7], now, rate, burst, max_cd)
+  if wait > 0 then
+    if reserved then redis.call('HSET', KEYS[5], 'slot_at', tostring(now + wait)) end
+    redis.call('HINCRBY', KEYS[10], 'rate_waits', 1)
+    return {'throttled', finish(gid, now, wait, ARGV[10], max_cd, grace)}
+  end
 end
 
 local popped = redis.call('ZPOPMIN', KEYS[2], batch)

@@ -1,18 +1,22 @@
 -- The portal's fleet-wide leaky bucket, on Redis server time: each call adds 1, the level drains
 -- at `rate` per second, and a call that would lift it past `burst` waits.
 
--- Takes a slot: returns 0 when taken, else the seconds until one frees up.
-local function take_slot(key, now, rate, burst)
+-- Takes a slot: returns 0 when taken now. Otherwise returns the seconds until one frees up
+-- and whether that future slot was reserved (counted in the level now, so each waiter gets a
+-- distinct time and nobody stampedes): only waits up to `horizon` seconds are reserved.
+local function take_slot(key, now, rate, burst, horizon)
   local b = redis.call('HMGET', key, 'level', 'ts')
   local level = tonumber(b[1]) or 0
   local ts = tonumber(b[2]) or now
   level = math.max(0, level - math.max(0, now - ts) * rate)
+  local wait = 0
   if level + 1 > burst then
-    return (level + 1 - burst) / rate
+    wait = (level + 1 - burst) / rate
+    if wait > horizon then return wait, false end
   end
   redis.call('HSET', key, 'level', tostring(level + 1), 'ts', tostring(now))
   redis.call('PEXPIRE', key, math.ceil((level + 1) / rate * 1000) + 1000)
-  return 0
+  return wait, wait > 0
 end
 
 -- The portal said QUERY_LIMIT_EXCEEDED: someone else spends its budget too; start from full.

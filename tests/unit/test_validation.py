@@ -1,0 +1,82 @@
+"""Payload rules: each rejection names the field and the rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.harness import confirmation as payload
+from worker.errors import InvalidInput
+from worker.validation import confirmation, registration
+
+
+def test_a_valid_confirmation_is_normalised() -> None:
+    c = confirmation(payload("p1", 85911, line="107", message={"id": "ext-1", "date": 1}))
+    assert c.group.id == "p1:myconnector:107" and c.message_id == "85911"
+    assert c.element["message"] == {"id": ["ext-1"], "date": 1}  # plain string id wrapped
+    assert c.element["im"] == {"chat_id": 323, "message_id": 85911}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"line": 0}, "line must be a positive integer"),
+        ({"line": True}, "line must be a positive integer"),
+        ({"line": -3}, "line must be a positive integer"),
+        ({"connector": ""}, "connector must be 1 to 64 characters"),
+        ({"portal": "a:b"}, "portal must be 1 to 64 characters"),
+        ({"im": "x"}, "im must be an object"),
+        ({"im": {"chat_id": 1}}, "im.message_id is required"),
+        ({"im": {"chat_id": 1, "message_id": "abc"}}, "im.message_id must be a positive integer"),
+        ({"message": {"id": []}}, "message.id must be a non-empty array"),
+        ({"message": {"id": [1]}}, "message.id must be a non-empty array"),
+        ({"message": {"date": "yesterday"}}, "message.date must be Unix seconds"),
+        ({"chat": {"id": ""}}, "chat.id must be a non-empty string"),
+        ({"chat": {}}, "chat.id is required when chat is given"),
+        ({"auth": "x"}, "auth is not a known field"),
+    ],
+)
+def test_invalid_confirmations_name_field_and_rule(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        confirmation({**payload("p1", 1), **change})
+    assert str(info.value).startswith(message)
+
+
+def test_missing_required_fields() -> None:
+    for field in ("portal", "connector", "line", "im"):
+        body = payload("p1", 1)
+        del body[field]
+        with pytest.raises(InvalidInput, match=rf"^{field} is required"):
+            confirmation(body)
+
+
+AUTH = {
+    "member_id": "m1",
+    "domain": "m1.example",
+    "client_endpoint": "https://m1.example/rest/",
+    "access_token": "a",
+    "refresh_token": "r",
+    "expires_in": 3600,
+}
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://m1.example/rest/", "ftp://m1.example/", "not a url", "https://u:p@x/rest/"]
+)
+def test_registration_refuses_unsafe_endpoints(endpoint: str) -> None:
+    with pytest.raises(InvalidInput, match="^client_endpoint "):
+        registration({**AUTH, "client_endpoint": endpoint})
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8080/x/rest/",
+        "http://localhost/rest",
+        "http://[::1]:9/rest/",
+        "https://m1.example/rest/",
+    ],
+)
+def test_registration_accepts_https_and_loopback(endpoint: str) -> None:
+    assert registration({**AUTH, "client_endpoint": endpoint}).client_endpoint.endswith("/")
