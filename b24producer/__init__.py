@@ -57,7 +57,9 @@ class Producer:
     def register_portal(self, **auth: Any) -> str:
         """Enqueue a portal's `auth` block; its tokens never show in task events or reprs."""
         shown = {k: ("***" if k in _SECRET_FIELDS else v) for k, v in auth.items()}
-        return str(self.app.send_task(REGISTER, kwargs=auth, kwargsrepr=repr(shown), retry=False).id)
+        return str(
+            self.app.send_task(REGISTER, kwargs=auth, kwargsrepr=repr(shown), retry=False).id
+        )
 
     def close(self) -> None:
         self.app.close()

@@ -52,12 +52,18 @@ class LocalRedis:
     """`redis-server` on 127.0.0.1:port, AOF on (appendfsync everysec) in its own folder."""
 
     def __init__(
-        self, port: int | None = None, data_dir: str | None = None, appendfsync: str = "everysec"
+        self,
+        port: int | None = None,
+        data_dir: str | None = None,
+        appendfsync: str = "everysec",
+        own_session: bool = False,
     ) -> None:
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="b24d-redis-")
         self.appendfsync = appendfsync
+        #: start in its own session, so a terminal's Ctrl-C reaches it only through us
+        self.own_session = own_session
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +94,12 @@ class LocalRedis:
             "--protected-mode",
             "yes",
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
+        )
         deadline = time.monotonic() + timeout_s
         while not answers(self.url, 0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -35,6 +35,10 @@ class InvalidInput(DeliveryError):
         self.field = field
         self.rule = rule
 
+    def __reduce__(self) -> tuple[type[InvalidInput], tuple[str, str]]:
+        # Celery pickles a task's exception for its events; keep the class (and `throws`).
+        return (InvalidInput, (self.field, self.rule))
+
 
 class PortalError(DeliveryError):
     """A Bitrix24 call or token refresh that did not succeed."""

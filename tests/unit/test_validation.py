@@ -65,7 +65,7 @@ AUTH = {
     "endpoint", ["http://m1.example/rest/", "ftp://m1.example/", "not a url", "https://u:p@x/rest/"]
 )
 def test_registration_refuses_unsafe_endpoints(endpoint: str) -> None:
-    with pytest.raises(InvalidInput, match="^client_endpoint "):
+    with pytest.raises(InvalidInput, match=r"^client_endpoint "):
         registration({**AUTH, "client_endpoint": endpoint})
 
 

