@@ -76,7 +76,6 @@ class Settings:
     rejected_keep: int = 10_000
     log_format: str = "auto"
     log_level: str = "INFO"
-    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -207,5 +206,4 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "log_level": (_choice("debug", "info", "warning", "error"), "debug, info, warning or error"),
-    "metrics_port": (_number(int, 0, 65535), "a TCP port, 0 to turn the exporter off"),
 }
