@@ -42,6 +42,10 @@ app.conf.update(
         # messages within minutes while never duplicating a task still running or waiting for
         # its ETA; settings validation enforces that margin.
         "visibility_timeout": settings.visibility_timeout_s,
+        # ...and look for such messages every tenth of it (kombu's default is ~100 s whatever
+        # the timeout), so a killed worker's prefetched confirmations come back promptly.
+        "unacked_restore_interval": max(1, int(settings.visibility_timeout_s / 10)),
+        "unacked_restore_throttle": 1,
         # Redis round trips are short; fail over quickly instead of hanging a task.
         "socket_timeout": 30,
         "socket_connect_timeout": 5,
