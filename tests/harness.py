@@ -46,7 +46,6 @@ FAST_ENV = {
     "DELIVERY_RATE_PER_S": "1000",
     "DELIVERY_RATE_BURST": "1000",
     "DELIVERY_LOG_FORMAT": "json",
-    "DELIVERY_LOG_LEVEL": "info",
 }
 
 

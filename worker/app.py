@@ -3,6 +3,7 @@ make one HTTP call each, and a sweep on beat. Each choice is explained where it 
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -87,6 +88,7 @@ app.conf.update(
 
 
 @signals.setup_logging.connect
-def _setup_logging(**_: Any) -> None:
-    """Celery's own log records go through our redacting structlog pipeline."""
-    configure_logging(settings.log_format, settings.log_level)
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's own log records go through our redacting structlog pipeline, at `-l`'s level."""
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    configure_logging(settings.log_format, str(level or "WARNING"))

@@ -12,15 +12,11 @@ from typing import Any
 
 from redis import Redis
 
-from worker.keys import Group, Keys
+from worker.keys import Group, Keys, text
 from worker.scripts import script
 from worker.settings import Settings
 
 PARKED = 1e18  # the scripts' "until portal.register"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -189,7 +185,7 @@ class Buffer:
         if not groups:
             return 0
         now = self.server_time()
-        self.redis.zadd(self.keys.due, {_text(g): now for g in groups})
+        self.redis.zadd(self.keys.due, {text(g): now for g in groups})
         return len(groups)
 
     def server_time(self) -> float:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (the clients here return bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass(frozen=True)
 class Group:
     """A batching group: one (portal, connector, line)."""

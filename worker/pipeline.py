@@ -68,7 +68,6 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
         operating_reset_at=float(reset_at) if isinstance(reset_at, int | float) else None,
     )
     rt.send_flush(lease.group, trigger)
-    rt.observe_delivered(settled, lease.oldest_enqueued_at)
     log.info("batch delivered", delivered=settled)
     return "delivered"
 

@@ -6,7 +6,6 @@ Built lazily, once per process (a forked pool child builds its own connections).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,14 +56,6 @@ class Runtime:
 
     def count(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(self.buffer.keys.stats, counter, amount)
-
-    def observe_delivered(self, count: int, oldest_enqueued_at: float) -> None:
-        """Enqueue-to-delivered latency of the batch's oldest item (fleet-wide max, last)."""
-        latency = max(0.0, time.time() - oldest_enqueued_at)
-        self.redis.hset(
-            self.buffer.keys.stats,
-            mapping={"last_batch_latency_s": f"{latency:.3f}", "last_batch_size": count},
-        )
 
 
 _runtime: tuple[int, Runtime] | None = None

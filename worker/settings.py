@@ -75,7 +75,6 @@ class Settings:
     visibility_timeout_s: float = 300.0
     rejected_keep: int = 10_000
     log_format: str = "auto"
-    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -205,5 +204,4 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "visibility_timeout_s": (_number(float, 1, 86_400), "seconds, from 1 to 86400"),
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
-    "log_level": (_choice("debug", "info", "warning", "error"), "debug, info, warning or error"),
 }

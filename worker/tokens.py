@@ -16,7 +16,7 @@ from redis.typing import EncodableT
 
 from worker.bitrix import Timeouts, refresh_tokens
 from worker.errors import PortalError, portal_error
-from worker.keys import Keys
+from worker.keys import Keys, text
 from worker.policy import Outcome
 from worker.settings import Settings
 from worker.validation import Registration
@@ -35,10 +35,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Refresh(enum.Enum):
@@ -110,7 +106,7 @@ class PortalStore:
                 self.s.oauth_url,
                 self.s.client_id,
                 self.s.client_secret,
-                _text(refresh_token),
+                text(refresh_token),
                 Timeouts(self.s.http_connect_timeout_s, self.s.http_read_timeout_s),
             )
             seconds, _ = self.redis.time()

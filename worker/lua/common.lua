@@ -8,6 +8,21 @@ local function now_s()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
+-- Histograms live in the stats hash as '<name>_bucket:<le>' (non-cumulative counts) and
+-- '<name>_sum'; worker/metrics.py exposes them to Prometheus. Bounds in worker/metrics.py too.
+local BOUNDS = {
+  latency_s = {0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800},
+  batch_size = {1, 2, 5, 10, 20, 50, 100, 200, 500},
+}
+local function observe(name, value)
+  local le = '+Inf'
+  for _, bound in ipairs(BOUNDS[name]) do
+    if value <= bound then le = tostring(bound); break end
+  end
+  redis.call('HINCRBY', KEYS[10], name .. '_bucket:' .. le, 1)
+  redis.call('HINCRBYFLOAT', KEYS[10], name .. '_sum', value)
+end
+
 local function ms(seconds)
   return math.ceil(seconds * 1000)
 end

@@ -10,6 +10,7 @@ end
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('SADD', KEYS[11], ARGV[1])
 redis.call('HINCRBY', KEYS[10], 'ingested', 1)
+redis.call('HINCRBY', KEYS[10], 'pending', 1)
 local n = redis.call('ZCARD', KEYS[2])
 local batch = tonumber(ARGV[4])
 if n ~= 1 and n % batch ~= 0 then return {1, 0, -1} end

@@ -37,7 +37,12 @@ if action == 'delivered' or action == 'dead_letter' then
                           'last_attempt_at')
   for _, id in ipairs(cjson.decode(ARGV[17])) do
     if ours(id) and redis.call('HEXISTS', KEYS[1], id) == 1 then
-      if action == 'dead_letter' then dead_letter(id, meta) end
+      if action == 'dead_letter' then
+        dead_letter(id, meta)
+      else
+        local score = redis.call('ZSCORE', KEYS[3], id) or redis.call('ZSCORE', KEYS[2], id)
+        if score then observe('latency_s', math.max(0, now - tonumber(score))) end
+      end
       redis.call('HDEL', KEYS[1], id)
       redis.call('ZREM', KEYS[2], id)
       redis.call('ZREM', KEYS[3], id)
@@ -45,6 +50,8 @@ if action == 'delivered' or action == 'dead_letter' then
     end
   end
   redis.call('HINCRBY', KEYS[10], action == 'delivered' and 'delivered' or 'dead_lettered', settled)
+  redis.call('HINCRBY', KEYS[10], 'pending', -settled)
+  if action == 'delivered' and settled > 0 then observe('batch_size', settled) end
   redis.call('HDEL', KEYS[5], 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
              'not_before')
   if action == 'delivered' and portal_exists then

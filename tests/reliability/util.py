@@ -1,0 +1,77 @@
+"""Helpers for the reliability scenarios: scale, workers started without waiting, buffer depth."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable
+
+import psutil
+import redis
+
+from tests.harness import ROOT, Fleet, WorkerProcess, wait_for
+
+#: `make chaos` sets CHAOS_SCALE=5: every scenario multiplies its sizes (and deadlines) by it
+SCALE = max(1, int(os.environ.get("CHAOS_SCALE", "1") or "1"))
+
+
+def spawn(
+    fleet: Fleet,
+    concurrency: int = 2,
+    beat: bool = False,
+    queues: str = "celery,flush",
+    **extra_env: str,
+) -> WorkerProcess:
+    """Start a worker process like `Fleet.start`, but do not wait for it to be ready."""
+    name = f"w{len(fleet.workers)}-{uuid.uuid4().hex[:6]}"
+    log_path = fleet.tmp / f"{name}.log"
+    args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h"]
+    args += ["-c", str(concurrency), "-Q", queues, "--without-mingle", "--without-gossip"]
+    args += ["-l", "info"]
+    if beat:
+        args += ["-B", "-s", str(fleet.tmp / f"{name}-beat-schedule")]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=fleet.environment(**extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(process, log_path, name)
+    fleet.workers.append(worker)
+    return worker
+
+
+def wait_ready(workers: Iterable[WorkerProcess], timeout_s: float = 60.0) -> None:
+    for worker in workers:
+        wait_for(
+            lambda w=worker: "ready." in w.log() or w.process.poll() is not None,  # type: ignore[misc]
+            timeout_s,
+            what=f"{worker.name} to start",
+        )
+        if worker.process.poll() is not None:
+            raise AssertionError(f"worker {worker.name} exited:\n{worker.log()[-3000:]}")
+
+
+def pending_items(r: redis.Redis, prefix: str = "b24d") -> int:
+    """Confirmations still in the buffer (pending or leased), over every group."""
+    return sum(int(r.hlen(key)) for key in r.scan_iter(match=f"{prefix}:*:g:*:items", count=500))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 1e6
+
+
+def alive(worker: WorkerProcess) -> bool:
+    return worker.process.poll() is None
