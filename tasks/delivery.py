@@ -12,7 +12,7 @@ from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.keys import Group
 from worker.pipeline import flush as flush_group
-from worker.records import reject
+from worker.records import validated
 from worker.runtime import Runtime
 from worker.validation import confirmation
 
@@ -27,12 +27,7 @@ def runtime() -> Runtime:
 def confirm(**payload: Any) -> str:
     """Validate one confirmation, add it to its group's buffer, make sure a flush is due."""
     rt = runtime()
-    try:
-        item = confirmation(payload)
-    except InvalidInput as exc:
-        reject(rt, "delivery.confirm", exc, payload)
-        log.warning("confirmation rejected", error=str(exc))
-        raise
+    item = validated(rt, "delivery.confirm", confirmation, payload)
     added, trigger = rt.buffer.ingest(item.group, item.message_id, item.element)
     rt.send_flush(item.group, trigger)
     return "added" if added else "coalesced"

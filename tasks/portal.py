@@ -11,7 +11,7 @@ from tasks.delivery import runtime
 from worker import app
 from worker.errors import InvalidInput
 from worker.logs import redact
-from worker.records import reject
+from worker.records import validated
 from worker.validation import registration
 
 log = structlog.stdlib.get_logger("tasks.portal")
@@ -32,12 +32,7 @@ class RedactedRequest(Request):
 @app.task(name="portal.register", throws=(InvalidInput,), Request=RedactedRequest)
 def register(**payload: Any) -> str:
     rt = runtime()
-    try:
-        reg = registration(payload)
-    except InvalidInput as exc:
-        reject(rt, "portal.register", exc, payload)
-        log.warning("registration rejected", error=str(exc))
-        raise
+    reg = validated(rt, "portal.register", registration, payload)
     rt.portals.register(reg)
     resumed = rt.buffer.resume_portal(reg.member_id)
     log.info("portal registered", portal=reg.member_id, domain=reg.domain, groups_resumed=resumed)

@@ -63,6 +63,21 @@ def _error_from(response: requests.Response, body: Any, *, fresh_token: bool) ->
     return portal_error(outcome, code, description, response.status_code, reset_at)
 
 
+def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
+    """One call; a network failure becomes Transient, named by its class only (the URL may
+    carry secrets in its query string)."""
+    try:
+        return session().request(
+            method,
+            url,
+            timeout=(timeouts.connect_s, timeouts.read_s),
+            allow_redirects=False,
+            **kwargs,
+        )
+    except requests.RequestException as exc:
+        raise portal_error(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
+
+
 def _json(response: requests.Response) -> Any:
     try:
         return response.json()
@@ -85,15 +100,7 @@ def send_status_delivery(
     if problem:
         raise portal_error(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
-    try:
-        response = session().post(
-            endpoint + METHOD,
-            json=body,
-            timeout=(timeouts.connect_s, timeouts.read_s),
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
-        raise portal_error(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
+    response = _request("POST", endpoint + METHOD, timeouts, json=body)
     payload = _json(response)
     result = payload.get("result") if isinstance(payload, dict) else None
     if response.status_code == 200 and isinstance(result, dict) and result.get("SUCCESS") is True:
@@ -116,15 +123,7 @@ def refresh_tokens(
         "client_secret": client_secret,
         "refresh_token": refresh_token,
     }
-    try:
-        response = session().get(
-            oauth_url,
-            params=params,
-            timeout=(timeouts.connect_s, timeouts.read_s),
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
-        raise portal_error(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
+    response = _request("GET", oauth_url, timeouts, params=params)
     payload = _json(response)
     if (
         response.status_code == 200

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import structlog
 
 from worker.errors import InvalidInput
 from worker.keys import Group
@@ -12,6 +15,20 @@ from worker.logs import redact
 from worker.runtime import Runtime
 
 MAX_PAYLOAD_CHARS = 2000
+T = TypeVar("T")
+log = structlog.stdlib.get_logger("worker.records")
+
+
+def validated(
+    rt: Runtime, task: str, validate: Callable[[dict[str, Any]], T], payload: dict[str, Any]
+) -> T:
+    """`validate(payload)`; a rejection is recorded for the operator, logged, and re-raised."""
+    try:
+        return validate(payload)
+    except InvalidInput as exc:
+        reject(rt, task, exc, payload)
+        log.warning("payload rejected", task=task, error=str(exc))
+        raise
 
 
 def reject(rt: Runtime, task: str, error: InvalidInput, payload: Any) -> None:

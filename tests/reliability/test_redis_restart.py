@@ -14,7 +14,7 @@ import redis
 from b24sim import PortalConfig, Simulator
 from devtools.redis_local import LocalRedis
 from tests.harness import Fleet, confirmation, producer, stats, wait_for
-from tests.reliability.util import SCALE, alive, pending_items, spawn, wait_ready
+from tests.reliability.util import SCALE, alive, describe, pending_items, spawn, wait_ready
 
 TOTAL = 600 * SCALE
 #: appendfsync everysec: a crash may lose what Redis had not yet written; Redis postpones the
@@ -93,7 +93,12 @@ def _scenario(
             except redis.RedisError:
                 return False
 
-        wait_for(settled, timeout_s=120 * SCALE, interval_s=0.25, what="the buffer drained")
+        try:
+            wait_for(settled, timeout_s=90 * SCALE, interval_s=0.25, what="the buffer drained")
+        except AssertionError:
+            print(describe(client))
+            print(fleet.logs()[-6000:])
+            raise
         assert all(alive(w) for w in fleet.workers), "workers survived the restart"
         delivered = {int(a.im["message_id"]) for a in sim.accepted()}
         duplicates = len(sim.accepted()) - len(delivered)

@@ -75,3 +75,20 @@ def rss_mb(pid: int) -> float:
 
 def alive(worker: WorkerProcess) -> bool:
     return worker.process.poll() is None
+
+
+def describe(r: redis.Redis, prefix: str = "b24d") -> str:
+    """A one-line picture of the queues and the buffer, for failure messages."""
+    try:
+        groups = {
+            key.decode(): int(r.hlen(key))
+            for key in r.scan_iter(match=f"{prefix}:*:g:*:items", count=500)
+            if r.hlen(key)
+        }
+        return (
+            f"celery={r.llen('celery')} flush={r.llen('flush')} unacked={r.hlen('unacked')} "
+            f"due={r.zcard(f'{prefix}:due')} pending={groups} "
+            f"stats={ {k.decode(): v.decode() for k, v in r.hgetall(f'{prefix}:stats').items()} }"
+        )
+    except redis.RedisError as exc:
+        return f"redis error: {exc}"
