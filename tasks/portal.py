@@ -5,31 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from celery.worker.request import Request
 
 from tasks.delivery import runtime
 from worker import app
 from worker.errors import InvalidInput
-from worker.logs import redact
 from worker.records import validated
 from worker.validation import registration
 
 log = structlog.stdlib.get_logger("tasks.portal")
 
 
-class RedactedRequest(Request):
-    """Tokens never reach Flower: the worker's task events carry masked arguments."""
-
-    @property
-    def argsrepr(self) -> str:
-        return repr(redact(list(self.args or ())))
-
-    @property
-    def kwargsrepr(self) -> str:
-        return repr(redact(dict(self.kwargs or {})))
-
-
-@app.task(name="portal.register", throws=(InvalidInput,), Request=RedactedRequest)
+@app.task(name="portal.register", throws=(InvalidInput,))
 def register(**payload: Any) -> str:
     rt = runtime()
     reg = validated(rt, "portal.register", registration, payload)

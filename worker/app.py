@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 from worker.errors import SettingsError
 from worker.logs import configure_logging
@@ -23,7 +24,17 @@ try:
 except SettingsError as error:  # fail fast, with the variable and the rule, not a traceback
     raise SystemExit(f"b24-delivery: invalid configuration: {error}") from None
 
-app = Celery("b24delivery", include=["tasks.delivery", "tasks.portal"])
+# redis:// URLs in this process use kombu's Redis transport patched to survive a Redis restart
+# (worker/broker.py); an alias keeps the URL, and so every log line, as operators wrote it.
+TRANSPORT_ALIASES["redis"] = "worker.broker:Transport"
+TRANSPORT_ALIASES["rediss"] = "worker.broker:Transport"
+
+# RedactedTask: every task's events carry masked arguments (Flower shows no token).
+app = Celery(
+    "b24delivery",
+    include=["tasks.delivery", "tasks.portal"],
+    task_cls="worker.broker:RedactedTask",
+)
 app.conf.update(
     broker_url=settings.redis_url,
     # JSON only: producers in any language, and no pickle from the network.
