@@ -43,7 +43,7 @@ def session() -> requests.Session:
     return _session[1]
 
 
-def _error_from(response: requests.Response, body: Any, *, fresh_token: bool) -> PortalError:
+def _error_from(response: requests.Response, body: Any) -> PortalError:
     if not isinstance(body, dict) or not isinstance(body.get("error"), str):
         return portal_error(
             Outcome.TRANSIENT,
@@ -59,7 +59,7 @@ def _error_from(response: requests.Response, body: Any, *, fresh_token: bool) ->
         time_block.get("operating_reset_at"), int | float
     ):
         reset_at = float(time_block["operating_reset_at"])
-    outcome = classify(response.status_code, code, fresh_token=fresh_token)
+    outcome = classify(response.status_code, code)
     return portal_error(outcome, code, description, response.status_code, reset_at)
 
 
@@ -92,8 +92,6 @@ def send_status_delivery(
     line: int,
     messages: list[dict[str, Any]],
     timeouts: Timeouts,
-    *,
-    fresh_token: bool = True,
 ) -> dict[str, Any]:
     """POST the batch; returns the answer's `time` block. Raises PortalError."""
     problem = check_endpoint(endpoint)
@@ -110,7 +108,7 @@ def send_status_delivery(
         raise portal_error(
             Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result.SUCCESS", 200
         )
-    raise _error_from(response, payload, fresh_token=fresh_token)
+    raise _error_from(response, payload)
 
 
 def refresh_tokens(
@@ -147,4 +145,4 @@ def refresh_tokens(
             f"token endpoint answered HTTP {response.status_code}",
             response.status_code,
         )
-    raise _error_from(response, payload, fresh_token=True)
+    raise _error_from(response, payload)

@@ -40,7 +40,6 @@ class Lease:
     endpoint: str
     access_token: str = field(repr=False)
     token_version: int
-    token_source: str
     throttles: int
     started_at: float
     failures: int
@@ -116,7 +115,7 @@ class Buffer:
         if kind != "leased":
             trigger = Trigger.parse(task_id, *reply[1]) if len(reply) > 1 else None
             return Begin(kind, trigger)
-        endpoint, access_token, version, source, throttles = (v.decode() for v in reply[1])
+        endpoint, access_token, version, throttles = (v.decode() for v in reply[1])
         return Begin(
             kind,
             lease=Lease(
@@ -125,7 +124,6 @@ class Buffer:
                 endpoint=endpoint,
                 access_token=access_token,
                 token_version=int(version),
-                token_source=source,
                 throttles=int(throttles),
                 started_at=float(reply[2]),
                 failures=int(reply[3]),

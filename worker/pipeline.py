@@ -23,8 +23,6 @@ log = structlog.stdlib.get_logger("worker.pipeline")
 
 #: a refresh by another process is under way: look again this soon
 REFRESH_WAIT_S = 0.2
-#: Lease.token_source of a token our own refresh produced (register gives 'register')
-REFRESHED_SOURCE = "refresh"
 
 
 def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
@@ -56,7 +54,6 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
             lease.group.line,
             lease.elements,
             timeouts,
-            fresh_token=lease.token_source == REFRESHED_SOURCE,
         )
     except PortalError as exc:
         rt.count(f"api_error:{exc.code}")
@@ -75,7 +72,9 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
 def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
     if error.outcome is Outcome.AUTH:
         try:
-            refreshed = rt.portals.refresh(lease.group.portal, lease.token_version)
+            refreshed = rt.portals.refresh(
+                lease.group.portal, lease.token_version, refused=error.code == "NO_AUTH_FOUND"
+            )
         except PortalError as refresh_error:
             log.warning(
                 "token refresh failed",

@@ -34,7 +34,9 @@ CODES: dict[str, tuple[int | None, Outcome]] = {
     "QUERY_LIMIT_EXCEEDED": (503, Outcome.THROTTLED),
     "ERROR_BATCH_METHOD_NOT_ALLOWED": (405, Outcome.PERMANENT),
     "ERROR_BATCH_LENGTH_EXCEEDED": (400, Outcome.PERMANENT),
-    "NO_AUTH_FOUND": (401, Outcome.AUTH_BROKEN),  # AUTH once when the token is not fresh
+    # refresh once; a token that a refresh for this very error produced and is refused again
+    # means the app lost access (tokens.refresh raises AuthBroken then)
+    "NO_AUTH_FOUND": (401, Outcome.AUTH),
     "INVALID_REQUEST": (400, Outcome.PERMANENT),
     "OVERLOAD_LIMIT": (503, Outcome.BLOCKED),
     "ACCESS_DENIED": (403, Outcome.PERMANENT),
@@ -60,10 +62,8 @@ CODES: dict[str, tuple[int | None, Outcome]] = {
 }
 
 
-def classify(http_status: int | None, code: str, *, fresh_token: bool = True) -> Outcome:
+def classify(http_status: int | None, code: str) -> Outcome:
     """The policy row of an answer. Unknown codes fall back on the HTTP status."""
-    if code == "NO_AUTH_FOUND" and not fresh_token:
-        return Outcome.AUTH  # a registered token may have been rotated elsewhere: refresh once
     if code in CODES:
         return CODES[code][1]
     if http_status is None or http_status >= 500 or http_status in (408, 425):

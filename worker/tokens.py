@@ -21,12 +21,18 @@ from worker.policy import Outcome
 from worker.settings import Settings
 from worker.validation import Registration
 
-# KEYS 1 portal hash, 2 lock; ARGV 1 lock token, 2 seen version, 3 access, 4 refresh, 5 expires_at
+# KEYS 1 portal hash, 2 lock; ARGV 1 lock token, 2 seen version, 3 access, 4 refresh,
+# 5 expires_at, 6 '1' when the refresh answers NO_AUTH_FOUND (its token must then work)
 _STORE_IF_CURRENT = """
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'access_token', ARGV[3], 'refresh_token', ARGV[4],
            'expires_at', ARGV[5], 'source', 'refresh')
-redis.call('HINCRBY', KEYS[1], 'version', 1)
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[1], 'refused_refreshed', version)
+else
+  redis.call('HDEL', KEYS[1], 'refused_refreshed')
+end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 """
@@ -71,7 +77,7 @@ class PortalStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=fields)
         pipe.hincrby(key, "version", 1)
-        pipe.hdel(key, "blocked_until", "block_reason", "throttles")
+        pipe.hdel(key, "blocked_until", "block_reason", "throttles", "refused_refreshed")
         if reg.rate_per_s is None:
             pipe.hdel(key, "rate_per_s")
         if reg.rate_burst is None:
@@ -80,15 +86,20 @@ class PortalStore:
         pipe.hincrby(self.keys.stats, "registrations", 1)
         pipe.execute()
 
-    def refresh(self, member_id: str, seen_version: int) -> Refresh:
-        """Refresh the portal's tokens unless someone else has or is. Raises PortalError."""
+    def refresh(self, member_id: str, seen_version: int, *, refused: bool = False) -> Refresh:
+        """Refresh the portal's tokens unless someone else has or is. Raises PortalError.
+
+        `refused`: the token was answered NO_AUTH_FOUND (not expired_token). One refresh is
+        tried; when the token that refresh produced is refused too, the app has lost access
+        and AuthBroken parks the portal.
+        """
         lock_key = self.keys.refresh_lock(member_id)
         lock = str(uuid.uuid4())
         if not self.redis.set(lock_key, lock, nx=True, px=int(self.s.refresh_lock_ttl_s * 1000)):
             return Refresh.IN_PROGRESS
         try:
-            version, refresh_token = self.redis.hmget(
-                self.keys.portal(member_id), ["version", "refresh_token"]
+            version, refresh_token, refused_refreshed = self.redis.hmget(
+                self.keys.portal(member_id), ["version", "refresh_token", "refused_refreshed"]
             )
             if version is None or refresh_token is None:
                 raise portal_error(
@@ -96,6 +107,12 @@ class PortalStore:
                 )
             if int(version) != seen_version:
                 return Refresh.ALREADY
+            if refused and refused_refreshed is not None and int(refused_refreshed) == seen_version:
+                raise portal_error(
+                    Outcome.AUTH_BROKEN,
+                    "NO_AUTH_FOUND",
+                    "a token fresh from a refresh was refused too",
+                )
             if not self.s.client_id or not self.s.client_secret:
                 raise portal_error(
                     Outcome.AUTH_BROKEN,
@@ -114,7 +131,14 @@ class PortalStore:
             expires_at = int(seconds) + (expires_in if isinstance(expires_in, int) else 3600)
             stored = self._store(
                 keys=[self.keys.portal(member_id), lock_key],
-                args=[lock, version, answer["access_token"], answer["refresh_token"], expires_at],
+                args=[
+                    lock,
+                    version,
+                    answer["access_token"],
+                    answer["refresh_token"],
+                    expires_at,
+                    int(refused),
+                ],
             )
             self.redis.hincrby(self.keys.stats, "token_refreshes", 1)
             return Refresh.REFRESHED if stored else Refresh.ALREADY

@@ -83,8 +83,14 @@ def _text(value: Any, field: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
+def _key_name(key: Any) -> str:
+    """A key as a field name: plain when it looks like one, quoted (and cut) otherwise."""
+    text = str(key)
+    return text if _CODE.fullmatch(text) else repr(text[:40])
+
+
 def _unknown(payload: dict[str, Any], allowed: frozenset[str], where: str) -> None:
-    extra = sorted(str(k)[:40] for k in payload if k not in allowed)
+    extra = sorted(_key_name(k) for k in payload if k not in allowed)
     if extra:
         raise InvalidInput(
             extra[0] if not where else f"{where}.{extra[0]}",
@@ -157,7 +163,10 @@ def registration(payload: dict[str, Any]) -> Registration:
         raise InvalidInput("client_endpoint", problem)
     if not endpoint.endswith("/"):
         endpoint += "/"
-    expires_in = _positive_int(payload.get("expires_in", 3600), "expires_in")
+    raw_expires = payload.get("expires_in", 3600)
+    if isinstance(raw_expires, float) and 0 < raw_expires <= MAX_ID:
+        raw_expires = max(1, int(raw_expires))  # whole seconds; a lifetime, not an id
+    expires_in = _positive_int(raw_expires, "expires_in")
     rate = payload.get("rate_per_s")
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 10_000

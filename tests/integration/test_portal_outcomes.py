@@ -158,3 +158,20 @@ def test_overload_parks_one_portal_and_not_the_other(
     wait_for(lambda: len(delivered_ids(sim, "ok")) == 20, timeout_s=10, what="healthy portal")
     assert sim.counters("bad")["calls"] == 1, "a parked portal is not called again"
     assert not _dead(r)
+
+
+def test_no_auth_found_refreshes_once_and_parks_when_the_fresh_token_is_refused_too(
+    fleet: Fleet, sim: Simulator, redis_url: str, r: redis.Redis
+) -> None:
+    p = _start(fleet, sim, redis_url)
+    sim.inject(Fault(error="NO_AUTH_FOUND", count=1, portal="p1"))
+    p.confirm(**confirmation("p1", 1))
+    wait_for(lambda: stats(r).get("delivered") == 1, what="delivery after one refused token")
+    assert sim.counters("p1")["refreshes"] == 1
+    assert "block_reason" not in _portal(r, "p1")
+
+    sim.inject(Fault(error="NO_AUTH_FOUND", portal="p1"))  # every token refused
+    p.confirm(**confirmation("p1", 2))
+    wait_for(lambda: _portal(r, "p1").get("block_reason") == "NO_AUTH_FOUND", what="parking")
+    assert sim.counters("p1")["refreshes"] == 2, "one refresh per refusal, then parked"
+    assert not _dead(r)

@@ -53,7 +53,7 @@ def _produce(
 
 def _scenario(
     own_redis: LocalRedis, sim: Simulator, tmp_path: Path, kill: bool
-) -> tuple[set[int], dict[int, float], float, list[str]]:
+) -> tuple[set[int], dict[int, float], float, dict[str, str]]:
     fleet = Fleet(own_redis.url, sim, tmp_path)
     client = redis.Redis.from_url(own_redis.url, socket_timeout=5)
     try:
@@ -73,6 +73,7 @@ def _scenario(
         args = (own_redis.url, ids, returned, failures, stop)
         thread = threading.Thread(target=_produce, args=args, daemon=True)
         thread.start()
+        crashed: dict[str, str] = {}
         wait_for(lambda: len(returned) >= TOTAL // 2, 60 * SCALE, what="half enqueued")
         restart_at = time.monotonic()
         own_redis.restart(kill=kill)
@@ -82,6 +83,11 @@ def _scenario(
 
         def settled() -> bool:
             # every id accepted, or nothing left anywhere: buffer, Celery queue, unacked hash
+            for w in [w for w in fleet.workers if not alive(w) and w.name not in crashed]:
+                # record the crash (asserted at the end) and replace the worker, so the
+                # durability figures below are still measured
+                crashed[w.name] = _crash_line(w.log())
+                spawn(fleet, concurrency=2, beat=w is workers[0])
             try:
                 if set(ids) <= {int(a.im["message_id"]) for a in sim.accepted()}:
                     return True
@@ -99,19 +105,26 @@ def _scenario(
             print(describe(client))
             print(fleet.logs()[-6000:])
             raise
-        assert all(alive(w) for w in fleet.workers), "workers survived the restart"
         delivered = {int(a.im["message_id"]) for a in sim.accepted()}
         duplicates = len(sim.accepted()) - len(delivered)
         lost = set(ids) - delivered
         print(
             f"\n[redis restart kill={kill}] enqueued={TOTAL} delivered={len(delivered)} "
             f"lost={len(lost)} duplicates={duplicates} producer_errors={len(failures)} "
-            f"({', '.join(sorted(set(failures)))}) dead={stats(client).get('dead_lettered', 0)}"
+            f"({', '.join(sorted(set(failures)))}) dead={stats(client).get('dead_lettered', 0)} "
+            f"workers_crashed={len(crashed)}/{len(workers)}"
         )
-        return lost, returned, restart_at, failures
+        return lost, returned, restart_at, crashed
     finally:
         fleet.stop()
         client.close()
+
+
+def _crash_line(log: str) -> str:
+    for line in log.splitlines():
+        if "Unrecoverable error" in line:
+            return line[:300]
+    return log[-300:]
 
 
 @pytest.mark.slow
@@ -119,8 +132,9 @@ def _scenario(
 def test_graceful_redis_restart_loses_nothing(
     own_redis: LocalRedis, sim: Simulator, tmp_path: Path
 ) -> None:
-    lost, _, _, _ = _scenario(own_redis, sim, tmp_path, kill=False)
+    lost, _, _, crashed = _scenario(own_redis, sim, tmp_path, kill=False)
     assert not lost
+    _assert_survived(crashed)
 
 
 @pytest.mark.slow
@@ -128,7 +142,7 @@ def test_graceful_redis_restart_loses_nothing(
 def test_redis_kill_9_loses_at_most_the_last_fsync_window(
     own_redis: LocalRedis, sim: Simulator, tmp_path: Path
 ) -> None:
-    lost, returned, restart_at, _ = _scenario(own_redis, sim, tmp_path, kill=True)
+    lost, returned, restart_at, crashed = _scenario(own_redis, sim, tmp_path, kill=True)
     before = {mid for mid, t in returned.items() if t < restart_at}
     window = {mid for mid in before if returned[mid] >= restart_at - FSYNC_WINDOW_S}
     after = set(returned) - before
@@ -138,3 +152,12 @@ def test_redis_kill_9_loses_at_most_the_last_fsync_window(
     )
     assert not lost & after, "nothing enqueued after the restart is lost"
     assert lost <= window, "only the last fsync window before the kill may be lost"
+    _assert_survived(crashed)
+
+
+def _assert_survived(crashed: dict[str, str]) -> None:
+    # DESIGN: workers reconnect on their own. A crashed worker was replaced above so the
+    # figures could be measured, but a crash is a failure: nothing restarts it in production.
+    assert not crashed, (
+        f"{len(crashed)} workers exited on the Redis restart: {next(iter(crashed.values()))}"
+    )

@@ -27,7 +27,7 @@ DOCUMENTED = {
     "QUERY_LIMIT_EXCEEDED": (503, Outcome.THROTTLED),
     "ERROR_BATCH_METHOD_NOT_ALLOWED": (405, Outcome.PERMANENT),
     "ERROR_BATCH_LENGTH_EXCEEDED": (400, Outcome.PERMANENT),
-    "NO_AUTH_FOUND": (401, Outcome.AUTH_BROKEN),
+    "NO_AUTH_FOUND": (401, Outcome.AUTH),
     "INVALID_REQUEST": (400, Outcome.PERMANENT),
     "OVERLOAD_LIMIT": (503, Outcome.BLOCKED),
     "ACCESS_DENIED": (403, Outcome.PERMANENT),
@@ -51,11 +51,6 @@ def test_every_documented_code_has_its_row(code: str, expected: tuple[int | None
     status, outcome = expected
     assert CODES[code] == expected
     assert classify(status, code) is outcome
-
-
-def test_no_auth_found_on_a_registered_token_refreshes_once() -> None:
-    assert classify(401, "NO_AUTH_FOUND", fresh_token=False) is Outcome.AUTH
-    assert classify(401, "NO_AUTH_FOUND", fresh_token=True) is Outcome.AUTH_BROKEN
 
 
 @pytest.mark.parametrize(

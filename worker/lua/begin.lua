@@ -4,7 +4,7 @@
 --       7 default burst, 8 max in flight, 9 own task id, 10 new task id, 11 max countdown s,
 --       12 grace s
 -- Returns {'busy'} | {'wait', {send, delay_ms}} | {'throttled', {send, delay_ms}} |
---         {'leased', {endpoint, token, version, source, throttles}, now, failures, ids, elements,
+--         {'leased', {endpoint, token, version, throttles}, now, failures, ids, elements,
 --          oldest}
 local now = now_s()
 local gid, token, batch, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -30,7 +30,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 
 local portal = redis.call('HMGET', KEYS[6], 'client_endpoint', 'access_token', 'version',
-                          'source', 'rate_per_s', 'rate_burst', 'throttles')
+                          'rate_per_s', 'rate_burst', 'throttles')
 local delay = next_delay(now, batch, window)
 if delay ~= 0 then
   return {'wait', finish(gid, now, delay, ARGV[10], max_cd, grace)}
@@ -51,8 +51,8 @@ if slot_at and now < slot_at - 0.002 then
 end
 redis.call('HDEL', KEYS[5], 'slot_at')
 if not slot_at or now > slot_at + grace then  -- none, or one too stale to trust
-  local rate = tonumber(portal[5]) or tonumber(ARGV[6])
-  local burst = tonumber(portal[6]) or tonumber(ARGV[7])
+  local rate = tonumber(portal[4]) or tonumber(ARGV[6])
+  local burst = tonumber(portal[5]) or tonumber(ARGV[7])
   local wait, reserved = take_slot(KEYS[7], now, rate, burst, max_cd)
   if wait > 0 then
     if reserved then redis.call('HSET', KEYS[5], 'slot_at', tostring(now + wait)) end
@@ -75,6 +75,5 @@ redis.call('HSETNX', KEYS[5], 'first_attempt_at', tostring(now))
 redis.call('HSET', KEYS[5], 'last_attempt_at', tostring(now))
 local elements = redis.call('HMGET', KEYS[1], unpack(ids))
 local failures = redis.call('HGET', KEYS[5], 'failures') or '0'
-return {'leased', {portal[1], portal[2], portal[3] or '0', portal[4] or 'register',
-                   portal[7] or '0'},
+return {'leased', {portal[1], portal[2], portal[3] or '0', portal[6] or '0'},
         tostring(now), failures, ids, elements, popped[2]}

@@ -55,7 +55,7 @@ if action == 'delivered' or action == 'dead_letter' then
   redis.call('HDEL', KEYS[5], 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
              'not_before')
   if action == 'delivered' and portal_exists then
-    redis.call('HDEL', KEYS[6], 'throttles')
+    redis.call('HDEL', KEYS[6], 'throttles', 'refused_refreshed')
     if ARGV[18] ~= '' then redis.call('HSET', KEYS[6], 'operating_reset_at', ARGV[18]) end
   end
 else
