@@ -1,40 +1,42 @@
 """kombu's Redis transport, made to survive a Redis restart, and task events without secrets.
 
-kombu 5.7's Redis channel, closed after the connection was lost, tries to requeue the worker's
-unacked messages through a connection that no longer exists: `restore_unacked` raises
-AttributeError (`self.connection.client` is None), Celery takes that for an unrecoverable error,
-and the worker exits instead of reconnecting. Those messages are safe in kombu's unacked hash and
-come back after the visibility timeout, so skipping the restore is correct. (Same failure class
-as celery/kombu#582 and #970.)
+kombu 5.7's Redis channel keeps working on a connection that is already gone: after Redis
+drops, acking a task that just finished, or closing the channel (which requeues the worker's
+unacked messages), builds a new pool from `self.connection.client`, which is None by then. The
+AttributeError that follows is not one of the transport's connection errors, so Celery calls it
+unrecoverable and the worker exits instead of reconnecting (same failure class as
+celery/kombu#582 and #970). Here that case raises redis' ConnectionError instead: Celery logs
+the failed ack and reconnects; the messages stay in kombu's unacked hash and return after the
+visibility timeout, and our tasks are safe to run twice.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
+import redis
 from celery import Task
 from celery.worker.request import Request
 from kombu.transport import redis as kombu_redis
 
 from worker.logs import redact
 
-log = structlog.stdlib.get_logger("worker.broker")
-
 
 class QoS(kombu_redis.QoS):
     def restore_unacked(self, client: Any = None) -> Any:
         try:
             return super().restore_unacked(client)
-        except AttributeError:
-            log.warning(
-                "broker connection lost: unacked messages return after the visibility timeout"
-            )
-            return None
+        except redis.ConnectionError:
+            return None  # the unacked hash keeps them; the visibility timeout restores them
 
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
 
 class Transport(kombu_redis.Transport):
