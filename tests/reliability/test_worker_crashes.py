@@ -87,7 +87,20 @@ def test_sigkilled_workers_lose_nothing(
         return expected <= got and pending_items(r) == 0
 
     # reserved-but-unacked confirm tasks of a killed worker return after the visibility timeout
-    wait_for(drained, timeout_s=150 * SCALE, interval_s=0.25, what="every id accepted")
+    try:
+        wait_for(drained, timeout_s=150 * SCALE, interval_s=0.25, what="every id accepted")
+    except AssertionError:
+        got = {int(a.im["message_id"]) for a in sim.accepted()}
+        missing = sorted(expected - got)
+        print(
+            f"\n[worker crashes] missing={len(missing)} first={missing[:10]} "
+            f"pending_items={pending_items(r)} stats={stats(r)} "
+            f"queues={{'celery': {r.llen('celery')}, 'flush': {r.llen('flush')}}} "
+            f"unacked={r.hlen('unacked')} due={r.zrange('b24d:due', 0, -1, withscores=True)}"
+        )
+        for k in kills:
+            print(f"  killed {k}")
+        raise
     elapsed = time.monotonic() - started
     delivered = [int(a.im["message_id"]) for a in sim.accepted()]
     counts = Counter(delivered)
