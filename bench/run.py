@@ -59,6 +59,19 @@ OURS_ENV = {  # the documented defaults, spelled out so the table and the worker
     "DELIVERY_LOG_FORMAT": "json",
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
+README = RESULTS.parent.parent / "README.md"
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(text: str) -> None:
+    """Keep the latest table in the README, between its bench markers."""
+    readme = README.read_text(encoding="utf-8")
+    if README_START not in readme or README_END not in readme:
+        return  # no markers: leave the README alone
+    head, _, rest = readme.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    body = text.split("\n", 1)[1].strip()  # without results.md's own title
+    README.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}", encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -370,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         extra["ours_log_level"] = args.ours_log_level
         text = report.render(plan, rows, extra, quick=args.quick)
         RESULTS.write_text(text, encoding="utf-8")
+        update_readme(text)
         print(text)
         ok = True
     finally:
