@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 ## the longer soak of the reliability scenarios
 chaos: $(STAMP)
-	CHAOS_SCALE=5 $(PY) -m pytest tests/reliability -p no:randomly $(PYTEST_ARGS)
+	CHAOS_SCALE=5 $(PY) -m pytest tests/reliability -s $(PYTEST_ARGS)
 
 ## re-resolve the pins from pyproject.toml (needs the package index)
 lock:
