@@ -119,33 +119,19 @@ class Fleet:
         env.update(extra)
         return env
 
-    def start(
+    def spawn(
         self,
         concurrency: int = 2,
-        beat: bool = True,
+        beat: bool = False,
         queues: str = "celery,flush",
         **extra_env: str,
     ) -> WorkerProcess:
+        """Start `celery -A worker worker` (with the sweep on beat if asked); do not wait."""
         name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}"
         log_path = self.tmp / f"{name}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-n",
-            f"{name}@%h",
-            "-c",
-            str(concurrency),
-            "-Q",
-            queues,
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "info",
-        ]
+        args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h"]
+        args += ["-c", str(concurrency), "-Q", queues, "--without-mingle", "--without-gossip"]
+        args += ["-l", "info"]
         if beat:
             args += ["-B", "-s", str(self.tmp / f"{name}-beat-schedule")]
         with log_path.open("wb") as log:
@@ -158,6 +144,18 @@ class Fleet:
             )
         worker = WorkerProcess(process, log_path, name)
         self.workers.append(worker)
+        return worker
+
+    def start(
+        self,
+        concurrency: int = 2,
+        beat: bool = True,
+        queues: str = "celery,flush",
+        **extra_env: str,
+    ) -> WorkerProcess:
+        """`spawn`, then wait until the worker is ready."""
+        worker = self.spawn(concurrency, beat, queues, **extra_env)
+        name, process = worker.name, worker.process
         wait_for(
             lambda: "ready." in worker.log() or process.poll() is not None,
             30,

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterable
 
 import psutil
 import redis
 
-from tests.harness import ROOT, Fleet, WorkerProcess, wait_for
+from tests.harness import Fleet, WorkerProcess, wait_for
 
 #: `make chaos` sets CHAOS_SCALE=5: every scenario multiplies its sizes (and deadlines) by it
 SCALE = max(1, int(os.environ.get("CHAOS_SCALE", "1") or "1"))
@@ -25,24 +22,7 @@ def spawn(
     **extra_env: str,
 ) -> WorkerProcess:
     """Start a worker process like `Fleet.start`, but do not wait for it to be ready."""
-    name = f"w{len(fleet.workers)}-{uuid.uuid4().hex[:6]}"
-    log_path = fleet.tmp / f"{name}.log"
-    args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h"]
-    args += ["-c", str(concurrency), "-Q", queues, "--without-mingle", "--without-gossip"]
-    args += ["-l", "info"]
-    if beat:
-        args += ["-B", "-s", str(fleet.tmp / f"{name}-beat-schedule")]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=fleet.environment(**extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    worker = WorkerProcess(process, log_path, name)
-    fleet.workers.append(worker)
-    return worker
+    return fleet.spawn(concurrency, beat, queues, **extra_env)
 
 
 def wait_ready(workers: Iterable[WorkerProcess], timeout_s: float = 60.0) -> None:
