@@ -83,7 +83,6 @@ def test_expired_token_is_refreshed_once_and_retried(
     fleet: Fleet, sim: Simulator, redis_url: str, r: redis.Redis
 ) -> None:
     p = _start(fleet, sim, redis_url)
-    old = _portal(r, "p1")  # noqa: F841 - read before so the version comparison below is clear
     wait_for(lambda: _portal(r, "p1").get("version"), what="registration")
     sim.expire_tokens("p1")
     p.confirm(**confirmation("p1", 1))
