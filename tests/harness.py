@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -206,7 +206,3 @@ def stats(r: redis.Redis, prefix: str = "b24d") -> dict[str, int]:
 
 def delivered_ids(sim: Simulator, portal: str | None = None) -> list[int]:
     return [int(a.im["message_id"]) for a in sim.accepted(portal)]
-
-
-def unique(values: Iterable[T]) -> set[T]:
-    return set(values)

@@ -189,6 +189,3 @@ class Buffer:
     def server_time(self) -> float:
         seconds, micros = self.redis.time()
         return float(seconds) + micros / 1_000_000
-
-    def pending(self, group: Group) -> int:
-        return int(self.redis.hlen(self.keys.items(group)))

@@ -147,6 +147,3 @@ class PortalStore:
             raise
         finally:
             self._release(keys=[lock_key], args=[lock])
-
-    def exists(self, member_id: str) -> bool:
-        return bool(self.redis.exists(self.keys.portal(member_id)))

@@ -24,8 +24,13 @@ def _start(
     for i in range(workers):
         fleet.start(concurrency=concurrency, beat=i == 0, **env)
     p = producer(redis_url)
-    for config in configs or (PortalConfig(member_id="p1"),):
+    configs = configs or (PortalConfig(member_id="p1"),)
+    for config in configs:
         p.register_portal(**sim.add_portal(config).as_register_kwargs())
+    r = redis.Redis.from_url(redis_url)
+    for config in configs:  # portal.register is a task too: wait until it has run
+        wait_for(lambda c=config: r.exists(Keys().portal(c.member_id)), what="registration")
+    r.close()
     return p
 
 
@@ -83,7 +88,6 @@ def test_expired_token_is_refreshed_once_and_retried(
     fleet: Fleet, sim: Simulator, redis_url: str, r: redis.Redis
 ) -> None:
     p = _start(fleet, sim, redis_url)
-    wait_for(lambda: _portal(r, "p1").get("version"), what="registration")
     sim.expire_tokens("p1")
     p.confirm(**confirmation("p1", 1))
     wait_for(lambda: stats(r).get("delivered") == 1, what="delivery after refresh")
@@ -103,7 +107,6 @@ def test_four_workers_hitting_expired_token_refresh_once(
         concurrency=1,
         DELIVERY_BATCH_SIZE="1",
     )
-    wait_for(lambda: _portal(r, "p1").get("version"), what="registration")
     sim.expire_tokens("p1")
     for line in range(1, 9):
         p.confirm(**confirmation("p1", line, line=line))
@@ -117,7 +120,6 @@ def test_revoked_refresh_token_parks_the_portal_until_register(
     fleet: Fleet, sim: Simulator, redis_url: str, r: redis.Redis
 ) -> None:
     p = _start(fleet, sim, redis_url)
-    wait_for(lambda: _portal(r, "p1").get("version"), what="registration")
     sim.revoke_refresh("p1")
     sim.expire_tokens("p1")
     p.confirm(**confirmation("p1", 1))
