@@ -1,1 +1,1 @@
-"""Task entry points: thin, each reads like DESIGN.md's flow and calls into `worker`."""
+"""Task entry points: thin, each reads like docs/design.md's flow and calls into `worker`."""

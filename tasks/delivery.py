@@ -7,10 +7,11 @@ from typing import Any
 import structlog
 from celery import Task
 
-from worker import app, settings
+from worker import app, settings, triggers
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.keys import Group
+from worker.names import CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
 from worker.pipeline import flush as flush_group
 from worker.records import validated
 from worker.runtime import Runtime
@@ -23,29 +24,29 @@ def runtime() -> Runtime:
     return _runtime.get(settings, app.send_task)
 
 
-@app.task(name="delivery.confirm", throws=(InvalidInput,))
+@app.task(name=CONFIRM_TASK, throws=(InvalidInput,))
 def confirm(**payload: Any) -> str:
     """Validate one confirmation, add it to its group's buffer, make sure a flush is due."""
     rt = runtime()
-    item = validated(rt, "delivery.confirm", confirmation, payload)
-    added, trigger = rt.buffer.ingest(item.group, item.message_id, item.element)
-    rt.send_flush(item.group, trigger)
-    return "added" if added else "coalesced"
+    item = validated(rt, CONFIRM_TASK, confirmation, payload)
+    ingested = rt.buffer.ingest(item.group, item.message_id, item.element)
+    rt.send_flush(item.group, ingested.trigger)
+    return "added" if ingested.added else "coalesced"
 
 
-@app.task(name="delivery.flush", bind=True)
+@app.task(name=FLUSH_TASK, bind=True)
 def flush(self: Task[Any, Any], group: str) -> str:
     """Lease a batch of the group, call Bitrix24, settle (internal; any worker, any group)."""
     return flush_group(runtime(), Group.parse(group), self.request.id or "")
 
 
-@app.task(name="delivery.sweep")
+@app.task(name=SWEEP_TASK)
 def sweep() -> int:
     """Re-trigger groups whose flush is overdue: a lost trigger, or a dead flusher's lease."""
     rt = runtime()
     groups = rt.buffer.claim_due()
     for group in groups:
-        rt.send_task("delivery.flush", kwargs={"group": group.id}, queue="flush")
+        triggers.send_flush(rt.send_task, group)
     if groups:
         log.info("sweep re-triggered groups", groups=len(groups))
     return len(groups)

@@ -9,16 +9,17 @@ import structlog
 from tasks.delivery import runtime
 from worker import app
 from worker.errors import InvalidInput
+from worker.names import REGISTER_TASK
 from worker.records import validated
 from worker.validation import registration
 
 log = structlog.stdlib.get_logger("tasks.portal")
 
 
-@app.task(name="portal.register", throws=(InvalidInput,))
+@app.task(name=REGISTER_TASK, throws=(InvalidInput,))
 def register(**payload: Any) -> str:
     rt = runtime()
-    reg = validated(rt, "portal.register", registration, payload)
+    reg = validated(rt, REGISTER_TASK, registration, payload)
     rt.portals.register(reg)
     resumed = rt.buffer.resume_portal(reg.member_id)
     log.info("portal registered", portal=reg.member_id, domain=reg.domain, groups_resumed=resumed)

@@ -1,19 +1,19 @@
 """The two calls to Bitrix24: imconnector.send.status.delivery, and the OAuth token refresh.
 
-Every answer that is not a success becomes a `PortalError` of the class its policy row names.
+Every answer that is not a success becomes a `PortalError` carrying its policy row (`.outcome`).
 Tokens travel only in the request body or query string, never in an error message.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.errors import PortalError, portal_error
+from worker.errors import PortalError
+from worker.perprocess import per_process
 from worker.policy import CODES, Outcome, classify
 from worker.settings import check_endpoint
 
@@ -27,25 +27,23 @@ class Timeouts:
     read_s: float
 
 
-_session: tuple[int, requests.Session] | None = None
+def _new_session() -> requests.Session:
+    s = requests.Session()
+    s.headers["User-Agent"] = USER_AGENT
+    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
+    s.mount("https://", adapter)
+    s.mount("http://", adapter)
+    return s
 
 
 def session() -> requests.Session:
     """One session per process (connection reuse); a forked child makes its own."""
-    global _session
-    if _session is None or _session[0] != os.getpid():
-        s = requests.Session()
-        s.headers["User-Agent"] = USER_AGENT
-        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
-        s.mount("https://", adapter)
-        s.mount("http://", adapter)
-        _session = (os.getpid(), s)
-    return _session[1]
+    return per_process("http-session", _new_session)
 
 
 def _error_from(response: requests.Response, body: Any) -> PortalError:
     if not isinstance(body, dict) or not isinstance(body.get("error"), str):
-        return portal_error(
+        return PortalError(
             Outcome.TRANSIENT,
             "NON_JSON_RESPONSE",
             f"HTTP {response.status_code} without a Bitrix24 error body",
@@ -60,12 +58,12 @@ def _error_from(response: requests.Response, body: Any) -> PortalError:
     ):
         reset_at = float(time_block["operating_reset_at"])
     outcome = classify(response.status_code, code)
-    return portal_error(outcome, code, description, response.status_code, reset_at)
+    return PortalError(outcome, code, description, response.status_code, reset_at)
 
 
 def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
-    """One call; a network failure becomes Transient, named by its class only (the URL may
-    carry secrets in its query string)."""
+    """One call; a network failure becomes a TRANSIENT PortalError, named by its class only
+    (the URL may carry secrets in its query string)."""
     try:
         return session().request(
             method,
@@ -75,7 +73,7 @@ def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> reques
             **kwargs,
         )
     except requests.RequestException as exc:
-        raise portal_error(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
+        raise PortalError(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
 
 
 def _json(response: requests.Response) -> Any:
@@ -96,7 +94,7 @@ def send_status_delivery(
     """POST the batch; returns the answer's `time` block. Raises PortalError."""
     problem = check_endpoint(endpoint)
     if problem:
-        raise portal_error(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
+        raise PortalError(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
     response = _request("POST", endpoint + METHOD, timeouts, json=body)
     payload = _json(response)
@@ -105,7 +103,7 @@ def send_status_delivery(
         time_block = payload.get("time")
         return time_block if isinstance(time_block, dict) else {}
     if response.status_code == 200 and payload is not None and "error" not in payload:
-        raise portal_error(
+        raise PortalError(
             Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result.SUCCESS", 200
         )
     raise _error_from(response, payload)
@@ -114,7 +112,7 @@ def send_status_delivery(
 def refresh_tokens(
     oauth_url: str, client_id: str, client_secret: str, refresh_token: str, timeouts: Timeouts
 ) -> dict[str, Any]:
-    """Exchange a refresh token for a new pair. Raises PortalError (AuthBroken, Transient)."""
+    """Exchange a refresh token for a new pair. Raises PortalError (AUTH_BROKEN, TRANSIENT)."""
     params = {
         "grant_type": "refresh_token",
         "client_id": client_id,
@@ -132,14 +130,14 @@ def refresh_tokens(
         return payload
     if isinstance(payload, dict) and payload.get("error") in CODES:
         return_code = str(payload["error"])
-        raise portal_error(
+        raise PortalError(
             CODES[return_code][1],
             return_code,
             str(payload.get("error_description", ""))[:300],
             response.status_code,
         )
     if response.status_code >= 500 or payload is None:
-        raise portal_error(
+        raise PortalError(
             Outcome.TRANSIENT,
             "NON_JSON_RESPONSE",
             f"token endpoint answered HTTP {response.status_code}",

@@ -1,6 +1,7 @@
 """The pending buffer in Redis: the truth about every confirmation until the portal took it.
 
-Thin typed wrappers over the Lua scripts in `lua/`; every state change of a group is one script.
+One typed function per Lua script in `lua/` (parameters by name, replies read into dataclasses);
+every state change of a group is one script. docs/design.md draws the group's states.
 """
 
 from __future__ import annotations
@@ -12,31 +13,32 @@ from typing import Any
 
 from redis import Redis
 
+from worker.clock import server_time
 from worker.keys import Group, Keys, text
-from worker.scripts import script
+from worker.policy import Action
+from worker.scripts import PARKED, script
 from worker.settings import Settings
+from worker.triggers import Trigger, new_task_id
 
-PARKED = 1e18  # the scripts' "until portal.register"
+
+def _trigger(task_id: str, reply: dict[str, Any]) -> Trigger:
+    return Trigger.from_script(task_id, reply["send"], reply["delay_ms"])
 
 
 @dataclass(frozen=True)
-class Trigger:
-    """What a script asks of the caller: send flush task `task_id` after `delay_s`."""
+class Ingested:
+    """`ingest.lua`'s answer: False when the confirmation coalesced with a pending one."""
 
-    send: bool
-    task_id: str
-    delay_s: float | None  # None: nothing pending; inf: the portal is parked
-
-    @classmethod
-    def parse(cls, task_id: str, send: int, delay_ms: int) -> Trigger:
-        delay = None if delay_ms == -1 else float("inf") if delay_ms == -2 else delay_ms / 1000
-        return cls(bool(send), task_id, delay)
+    added: bool
+    trigger: Trigger
 
 
 @dataclass(frozen=True)
 class Lease:
+    """A batch leased for one call: the items, the portal's token, the group's history."""
+
     group: Group
-    token: str
+    lease_id: str
     endpoint: str
     access_token: str = field(repr=False)
     token_version: int
@@ -50,9 +52,19 @@ class Lease:
 
 @dataclass(frozen=True)
 class Begin:
+    """`begin.lua`'s answer."""
+
     kind: str  # busy | wait | throttled | leased
     trigger: Trigger | None = None
     lease: Lease | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """`settle.lua`'s answer: how many items it delivered or dead-lettered."""
+
+    settled: int
+    trigger: Trigger
 
 
 class Buffer:
@@ -70,73 +82,72 @@ class Buffer:
         """How long past a trigger's time the sweep waits before it re-triggers the group."""
         return self.s.max_countdown_s + 2 * self.s.sweep_interval_s
 
-    def _common(self) -> list[Any]:
-        return [self.s.max_countdown_s, self.grace_s]
+    def _timing(self) -> dict[str, Any]:
+        return {"max_countdown_s": self.s.max_countdown_s, "grace_s": self.grace_s}
 
-    def ingest(
-        self, group: Group, message_id: str, element: dict[str, Any]
-    ) -> tuple[bool, Trigger]:
-        """Add a confirmation; False when it coalesced with a pending one."""
-        task_id = str(uuid.uuid4())
-        added, send, delay = self._ingest(
-            keys=self.keys.group_keys(group),
-            args=[
-                group.id,
-                message_id,
-                json.dumps(element, separators=(",", ":")),
-                self.s.batch_size,
-                self.s.flush_window_s,
-                task_id,
-                *self._common(),
-            ],
+    def ingest(self, group: Group, message_id: str, element: dict[str, Any]) -> Ingested:
+        """Add a confirmation to its group (coalescing a repeat of a pending message id)."""
+        task_id = new_task_id()
+        reply = self._ingest(
+            self.keys.group_keys(group),
+            {
+                "group_id": group.id,
+                "message_id": message_id,
+                "element_json": json.dumps(element, separators=(",", ":")),
+                "batch_size": self.s.batch_size,
+                "window_s": self.s.flush_window_s,
+                "task_id": task_id,
+                **self._timing(),
+            },
         )
-        return bool(added), Trigger.parse(task_id, send, delay)
+        return Ingested(bool(reply["added"]), _trigger(task_id, reply["trigger"]))
 
     def begin(self, group: Group, own_task_id: str) -> Begin:
-        token, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+        """Lease a batch of the group if it is ready and the portal's budget has a slot."""
+        lease_id, task_id = str(uuid.uuid4()), new_task_id()
         s = self.s
         reply = self._begin(
-            keys=self.keys.group_keys(group),
-            args=[
-                group.id,
-                token,
-                s.batch_size,
-                s.flush_window_s,
-                s.lease_ttl_s,
-                s.rate_per_s,
-                s.rate_burst,
-                s.portal_max_inflight,
-                own_task_id,
-                task_id,
-                *self._common(),
-            ],
+            self.keys.group_keys(group),
+            {
+                "group_id": group.id,
+                "lease_id": lease_id,
+                "batch_size": s.batch_size,
+                "window_s": s.flush_window_s,
+                "lease_ttl_s": s.lease_ttl_s,
+                "default_rate_per_s": s.rate_per_s,
+                "default_rate_burst": s.rate_burst,
+                "max_inflight": s.portal_max_inflight,
+                "own_task_id": own_task_id,
+                "task_id": task_id,
+                **self._timing(),
+            },
         )
-        kind = reply[0].decode()
+        kind = reply["kind"]
         if kind != "leased":
-            trigger = Trigger.parse(task_id, *reply[1]) if len(reply) > 1 else None
+            trigger = _trigger(task_id, reply["trigger"]) if "trigger" in reply else None
             return Begin(kind, trigger)
-        endpoint, access_token, version, throttles = (v.decode() for v in reply[1])
+        got = reply["lease"]
         return Begin(
             kind,
             lease=Lease(
                 group=group,
-                token=token,
-                endpoint=endpoint,
-                access_token=access_token,
-                token_version=int(version),
-                throttles=int(throttles),
-                started_at=float(reply[2]),
-                failures=int(reply[3]),
-                ids=[i.decode() for i in reply[4]],
-                elements=[json.loads(e) for e in reply[5]],
-                oldest_enqueued_at=float(reply[6]),
+                lease_id=lease_id,
+                endpoint=got["endpoint"],
+                access_token=got["access_token"],
+                token_version=int(got["token_version"]),
+                throttles=int(got["throttles"]),
+                started_at=float(got["started_at"]),
+                failures=int(got["failures"]),
+                ids=list(got["ids"] or []),
+                elements=[json.loads(e) for e in got["elements"] or []],
+                oldest_enqueued_at=float(got["oldest_enqueued_at"]),
             ),
         )
 
     def settle(
         self,
         lease: Lease,
-        action: str,
+        action: Action,
         *,
         delay_s: float = 0.0,
         portal_wide: bool = False,
@@ -145,37 +156,38 @@ class Buffer:
         code: str = "",
         description: str = "",
         operating_reset_at: float | None = None,
-    ) -> tuple[int, Trigger]:
-        task_id = str(uuid.uuid4())
+    ) -> Settled:
+        """End a flush with the policy's action; the items go, or go back, atomically."""
+        task_id = new_task_id()
         s = self.s
-        settled, send, delay = self._settle(
-            keys=self.keys.group_keys(lease.group),
-            args=[
-                lease.group.id,
-                lease.token,
-                action,
-                min(delay_s, PARKED),
-                int(portal_wide),
-                int(drain_budget),
-                int(counts_failure),
-                code,
-                description[:500],
-                s.batch_size,
-                s.flush_window_s,
-                s.rate_per_s,
-                s.rate_burst,
-                task_id,
-                *self._common(),
-                json.dumps(lease.ids),
-                "" if operating_reset_at is None else operating_reset_at,
-            ],
+        reply = self._settle(
+            self.keys.group_keys(lease.group),
+            {
+                "group_id": lease.group.id,
+                "lease_id": lease.lease_id,
+                "action": action.value,
+                "delay_s": min(delay_s, PARKED),
+                "portal_wide": int(portal_wide),
+                "drain": int(drain_budget),
+                "counts_failure": int(counts_failure),
+                "code": code,
+                "description": description[:500],
+                "batch_size": s.batch_size,
+                "window_s": s.flush_window_s,
+                "default_rate_per_s": s.rate_per_s,
+                "default_rate_burst": s.rate_burst,
+                "task_id": task_id,
+                **self._timing(),
+                "sent_ids_json": json.dumps(lease.ids),
+                "operating_reset_at": "" if operating_reset_at is None else operating_reset_at,
+            },
         )
-        return int(settled), Trigger.parse(task_id, send, delay)
+        return Settled(int(reply["settled"]), _trigger(task_id, reply["trigger"]))
 
     def claim_due(self, limit: int = 500) -> list[Group]:
         """The sweep's share: groups whose due time passed (each pushed a grace period on)."""
-        ids = self._claim(keys=[self.keys.due], args=[self.grace_s, limit])
-        return [Group.parse(i.decode()) for i in ids]
+        reply = self._claim({"due_key": self.keys.due}, {"grace_s": self.grace_s, "limit": limit})
+        return [Group.parse(i) for i in reply["group_ids"] or []]
 
     def resume_portal(self, member_id: str) -> int:
         """Make every group of a portal due now (after portal.register)."""
@@ -187,5 +199,4 @@ class Buffer:
         return len(groups)
 
     def server_time(self) -> float:
-        seconds, micros = self.redis.time()
-        return float(seconds) + micros / 1_000_000
+        return server_time(self.redis)

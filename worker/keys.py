@@ -78,7 +78,7 @@ class Keys:
         return f"{self.prefix}:{{{member_id}}}:bucket"
 
     def inflight(self, member_id: str) -> str:
-        """ZSET lease token -> expiry: calls in flight to the portal."""
+        """ZSET lease id -> expiry: calls in flight to the portal."""
         return f"{self.prefix}:{{{member_id}}}:inflight"
 
     def refresh_lock(self, member_id: str) -> str:
@@ -105,7 +105,7 @@ class Keys:
         return self._group(group, "leased")
 
     def lease(self, group: Group) -> str:
-        """STRING lease token, with expiry: who is flushing the group."""
+        """STRING lease id, with expiry: who is flushing the group."""
         return self._group(group, "lease")
 
     def meta(self, group: Group) -> str:
@@ -116,22 +116,22 @@ class Keys:
         """STRING 'task_id:at_ms', with expiry: the one delayed flush task scheduled."""
         return self._group(group, "trigger")
 
-    def group_keys(self, group: Group) -> list[str]:
-        """The KEYS of the batching scripts, in their order."""
+    def group_keys(self, group: Group) -> dict[str, str]:
+        """A group's keys by the names the batching scripts give them (`items_key`, ...)."""
         p = group.portal
-        return [
-            self.items(group),
-            self.queue(group),
-            self.leased(group),
-            self.lease(group),
-            self.meta(group),
-            self.portal(p),
-            self.bucket(p),
-            self.inflight(p),
-            self.due,
-            self.stats,
-            self.groups(p),
-            self.dead,
-            self.dead_data,
-            self.trigger(group),
-        ]
+        return {
+            "items_key": self.items(group),
+            "queue_key": self.queue(group),
+            "leased_key": self.leased(group),
+            "lease_key": self.lease(group),
+            "meta_key": self.meta(group),
+            "portal_key": self.portal(p),
+            "bucket_key": self.bucket(p),
+            "inflight_key": self.inflight(p),
+            "due_key": self.due,
+            "stats_key": self.stats,
+            "groups_key": self.groups(p),
+            "dead_key": self.dead,
+            "dead_data_key": self.dead_data,
+            "trigger_key": self.trigger(group),
+        }

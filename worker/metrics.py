@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from worker.keys import Keys, text
+from worker.scripts import HISTOGRAM_BOUNDS
 
 COUNTERS = {
     "ingested": "confirmations accepted into a group's buffer",
@@ -37,11 +38,8 @@ COUNTERS = {
     "registrations": "portal.register calls",
 }
 HISTOGRAMS = {
-    "latency_s": (
-        "enqueue-to-delivered latency in seconds",
-        (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
-    ),
-    "batch_size": ("confirmations per successful call", (1, 2, 5, 10, 20, 50, 100, 200, 500)),
+    "latency_s": ("enqueue-to-delivered latency in seconds", HISTOGRAM_BOUNDS["latency_s"]),
+    "batch_size": ("confirmations per successful call", HISTOGRAM_BOUNDS["batch_size"]),
 }
 
 

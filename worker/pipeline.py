@@ -1,4 +1,4 @@
-"""The flush, as DESIGN.md draws it: lease, call, settle.
+"""The flush, as docs/design.md draws it: lease, call, settle.
 
 `flush()` is what the `delivery.flush` task runs. It never sleeps: every wait is a trigger
 (a short countdown) or a due time for the sweep, both decided by the scripts in `lua/`.
@@ -6,18 +6,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
 
 from worker.bitrix import Timeouts, send_status_delivery
-from worker.buffer import PARKED, Lease
+from worker.buffer import Lease
 from worker.errors import PortalError
 from worker.keys import Group
 from worker.policy import Action, Backoff, Decision, Outcome, decide
+from worker.portals import Refresh
 from worker.runtime import Runtime
-from worker.tokens import Refresh
 
 log = structlog.stdlib.get_logger("worker.pipeline")
 
@@ -59,13 +58,13 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
         rt.count(f"api_error:{exc.code}")
         return _failed(rt, lease, exc)
     reset_at = time_block.get("operating_reset_at")
-    settled, trigger = rt.buffer.settle(
+    settled = rt.buffer.settle(
         lease,
-        "delivered",
+        Action.DELIVERED,
         operating_reset_at=float(reset_at) if isinstance(reset_at, int | float) else None,
     )
-    rt.send_flush(lease.group, trigger)
-    log.info("batch delivered", delivered=settled)
+    rt.send_flush(lease.group, settled.trigger)
+    log.info("batch delivered", delivered=settled.settled)
     return "delivered"
 
 
@@ -85,8 +84,8 @@ def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
         else:
             log.info("token refresh", result=refreshed.value)
             delay = REFRESH_WAIT_S if refreshed is Refresh.IN_PROGRESS else 0.0
-            _, trigger = rt.buffer.settle(lease, "refresh", delay_s=delay, code=error.code)
-            rt.send_flush(lease.group, trigger)
+            settled = rt.buffer.settle(lease, Action.REFRESH, delay_s=delay, code=error.code)
+            rt.send_flush(lease.group, settled.trigger)
             return "refresh"
     decision = decide(
         error.outcome,
@@ -94,7 +93,7 @@ def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
         throttles=lease.throttles,
         age_s=max(0.0, lease.started_at - lease.oldest_enqueued_at),
         backoff=_backoff(rt),
-        now=time.time(),
+        now=rt.buffer.server_time(),
         reset_at=error.reset_at or _stored_reset_at(rt, lease),
     )
     return _apply(rt, lease, error, decision)
@@ -102,25 +101,18 @@ def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
 
 def _apply(rt: Runtime, lease: Lease, error: PortalError, decision: Decision) -> str:
     fields: dict[str, Any] = {"code": error.code, "description": error.description}
-    action = {
-        Action.RETRY: "retry",
-        Action.PARK: "park",
-        Action.DEAD_LETTER: "dead_letter",
-        Action.DELIVERED: "delivered",
-        Action.REFRESH: "refresh",
-    }[decision.action]
-    settled, trigger = rt.buffer.settle(
+    settled = rt.buffer.settle(
         lease,
-        action,
-        delay_s=min(decision.delay_s, PARKED),
+        decision.action,
+        delay_s=decision.delay_s,
         portal_wide=decision.portal_wide,
         drain_budget=decision.drain_budget,
         counts_failure=decision.counts_failure,
         **fields,
     )
-    rt.send_flush(lease.group, trigger)
+    rt.send_flush(lease.group, settled.trigger)
     if decision.action is Action.DEAD_LETTER:
-        log.error("batch dead-lettered", dead_lettered=settled, **fields)
+        log.error("batch dead-lettered", dead_lettered=settled.settled, **fields)
     elif decision.action is Action.PARK:
         until = "portal.register" if decision.delay_s == float("inf") else f"{decision.delay_s}s"
         log.error("portal parked", parked_until=until, alert=True, **fields)
@@ -131,7 +123,7 @@ def _apply(rt: Runtime, lease: Lease, error: PortalError, decision: Decision) ->
             outcome=error.outcome.value,
             **fields,
         )
-    return action
+    return decision.action.value
 
 
 def _backoff(rt: Runtime) -> Backoff:

@@ -35,7 +35,7 @@ CODES: dict[str, tuple[int | None, Outcome]] = {
     "ERROR_BATCH_METHOD_NOT_ALLOWED": (405, Outcome.PERMANENT),
     "ERROR_BATCH_LENGTH_EXCEEDED": (400, Outcome.PERMANENT),
     # refresh once; a token that a refresh for this very error produced and is refused again
-    # means the app lost access (tokens.refresh raises AuthBroken then)
+    # means the app lost access (portals.refresh raises an AUTH_BROKEN PortalError then)
     "NO_AUTH_FOUND": (401, Outcome.AUTH),
     "INVALID_REQUEST": (400, Outcome.PERMANENT),
     "OVERLOAD_LIMIT": (503, Outcome.BLOCKED),

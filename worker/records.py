@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -41,7 +40,7 @@ def reject(rt: Runtime, task: str, error: InvalidInput, payload: Any) -> None:
         "error": str(error),
         "payload": text[:MAX_PAYLOAD_CHARS],
         "truncated": len(text) > MAX_PAYLOAD_CHARS,
-        "at": time.time(),
+        "at": rt.buffer.server_time(),
     }
     keys = rt.buffer.keys
     pipe = rt.redis.pipeline(transaction=True)
@@ -83,8 +82,8 @@ def replay(rt: Runtime, ids: list[str] | None = None, portal: str | None = None)
     for record in chosen:
         if record["element"] is not None:
             group = Group.parse(record["group"])
-            _, trigger = rt.buffer.ingest(group, record["message_id"], record["element"])
-            rt.send_flush(group, trigger)
+            ingested = rt.buffer.ingest(group, record["message_id"], record["element"])
+            rt.send_flush(group, ingested.trigger)
         _drop(rt, record["id"])
     return len(chosen)
 

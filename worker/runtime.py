@@ -1,27 +1,27 @@
 """Per-process state: settings, the Redis client and the objects built on it.
 
-Built lazily, once per process (a forked pool child builds its own connections).
+`Runtime.create` builds one explicitly (tests build their own, with a recording `send_task`);
+`get` keeps one per process and per (settings, send_task), so a forked pool child builds its
+own connections.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import redis
+from redis import Redis
 
-from worker.buffer import Buffer, Trigger
+from worker import triggers
+from worker.buffer import Buffer
 from worker.keys import Group
+from worker.perprocess import per_process
+from worker.portals import PortalStore
 from worker.settings import Settings
-from worker.tokens import PortalStore
-
-FLUSH_TASK = "delivery.flush"
-FLUSH_QUEUE = "flush"
+from worker.triggers import SendTask, Trigger
 
 
-def connect(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
+def connect(settings: Settings) -> Redis:
+    return Redis.from_url(
         settings.redis_url,
         health_check_interval=30,
         socket_connect_timeout=5,
@@ -33,36 +33,31 @@ def connect(settings: Settings) -> redis.Redis:
 @dataclass
 class Runtime:
     settings: Settings
-    send_task: Callable[..., object]
-    redis: redis.Redis = field(init=False)
-    buffer: Buffer = field(init=False)
-    portals: PortalStore = field(init=False)
+    send_task: SendTask
+    redis: Redis
+    buffer: Buffer
+    portals: PortalStore
 
-    def __post_init__(self) -> None:
-        self.redis = connect(self.settings)
-        self.buffer = Buffer(self.redis, self.settings)
-        self.portals = PortalStore(self.redis, self.settings)
+    @classmethod
+    def create(
+        cls, settings: Settings, send_task: SendTask, client: Redis | None = None
+    ) -> Runtime:
+        """Everything a task needs, on `client` (default: a new connection to the settings')."""
+        client = connect(settings) if client is None else client
+        return cls(
+            settings, send_task, client, Buffer(client, settings), PortalStore(client, settings)
+        )
 
     def send_flush(self, group: Group, trigger: Trigger) -> None:
-        """Send the flush task a script asked for (at most one delayed one per group)."""
-        if trigger.send and trigger.delay_s is not None:
-            self.send_task(
-                FLUSH_TASK,
-                kwargs={"group": group.id},
-                task_id=trigger.task_id,
-                countdown=trigger.delay_s or None,
-                queue=FLUSH_QUEUE,
-            )
+        """Send the flush task a script claimed (at most one delayed one per group)."""
+        triggers.send(self.send_task, group, trigger)
 
     def count(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(self.buffer.keys.stats, counter, amount)
 
 
-_runtime: tuple[int, Runtime] | None = None
-
-
-def get(settings: Settings, send_task: Callable[..., object]) -> Runtime:
-    global _runtime
-    if _runtime is None or _runtime[0] != os.getpid():
-        _runtime = (os.getpid(), Runtime(settings, send_task))
-    return _runtime[1]
+def get(settings: Settings, send_task: SendTask) -> Runtime:
+    """This process's runtime for these settings and this `send_task`."""
+    return per_process(
+        ("runtime", settings, send_task), lambda: Runtime.create(settings, send_task)
+    )

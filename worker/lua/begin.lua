@@ -1,79 +1,104 @@
 -- Start a flush: recover a dead flusher's lease, check the group is ready and the portal open,
 -- take a slot of the portal's budget, and lease up to a batch of the oldest items.
--- ARGV: 1 group id, 2 lease token, 3 batch, 4 window s, 5 lease ttl s, 6 default rate,
---       7 default burst, 8 max in flight, 9 own task id, 10 new task id, 11 max countdown s,
---       12 grace s
--- Returns {'busy'} | {'wait', {send, delay_ms}} | {'throttled', {send, delay_ms}} |
---         {'leased', {endpoint, token, version, throttles}, now, failures, ids, elements,
---          oldest}
+-- Returns {kind = 'busy'} | {kind = 'wait' | 'throttled', trigger = {send, delay_ms}} |
+--         {kind = 'leased', lease = {endpoint, access_token, token_version, throttles,
+--          started_at, failures, ids, elements, oldest_enqueued_at}}
+local items_key = KEYS[1]
+local queue_key = KEYS[2]
+local leased_key = KEYS[3]
+local lease_key = KEYS[4]
+local meta_key = KEYS[5]
+local portal_key = KEYS[6]
+local bucket_key = KEYS[7]
+local inflight_key = KEYS[8]
+local due_key = KEYS[9]
+local stats_key = KEYS[10]
+local trigger_key = KEYS[11]
+local group_id = ARGV[1]
+local lease_id = ARGV[2]
+local batch_size = tonumber(ARGV[3])
+local window_s = tonumber(ARGV[4])
+local lease_ttl_s = tonumber(ARGV[5])
+local default_rate_per_s = tonumber(ARGV[6])
+local default_rate_burst = tonumber(ARGV[7])
+local max_inflight = tonumber(ARGV[8])
+local own_task_id = ARGV[9]
+local task_id = ARGV[10]
+local max_countdown_s = tonumber(ARGV[11])
+local grace_s = tonumber(ARGV[12])
+
 local now = now_s()
-local gid, token, batch, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lease_ttl, max_cd, grace = tonumber(ARGV[5]), tonumber(ARGV[11]), tonumber(ARGV[12])
+
+local function wait(kind, delay)
+  return cjson.encode({kind = kind, trigger = finish(due_key, leased_key, trigger_key, group_id,
+                                                     now, delay, task_id, max_countdown_s,
+                                                     grace_s)})
+end
 
 -- this task's own trigger is spent: let the next one be scheduled
-local trigger = redis.call('GET', KEYS[14])
-if trigger and string.sub(trigger, 1, #ARGV[9] + 1) == ARGV[9] .. ':' then
-  redis.call('DEL', KEYS[14])
-end
+release_trigger(trigger_key, own_task_id)
 
 -- someone is flushing the group: its settle reschedules, the sweep covers its death
-local pttl = redis.call('PTTL', KEYS[4])
+local pttl = redis.call('PTTL', lease_key)
 if pttl > 0 then
-  redis.call('ZADD', KEYS[9], now + pttl / 1000 + grace, gid)
-  return {'busy'}
+  redis.call('ZADD', due_key, now + pttl / 1000 + grace_s, group_id)
+  return cjson.encode({kind = 'busy'})
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if redis.call('EXISTS', leased_key) == 1 then
   -- the last flusher died holding a lease: its items go back, in their order
-  redis.call('ZUNIONSTORE', KEYS[2], 2, KEYS[2], KEYS[3], 'AGGREGATE', 'MIN')
-  redis.call('DEL', KEYS[3])
-  redis.call('HINCRBY', KEYS[10], 'leases_expired', 1)
+  redis.call('ZUNIONSTORE', queue_key, 2, queue_key, leased_key, 'AGGREGATE', 'MIN')
+  redis.call('DEL', leased_key)
+  redis.call('HINCRBY', stats_key, 'leases_expired', 1)
 end
 
-local portal = redis.call('HMGET', KEYS[6], 'client_endpoint', 'access_token', 'version',
+local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',
                           'rate_per_s', 'rate_burst', 'throttles')
-local delay = next_delay(now, batch, window)
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
 if delay ~= 0 then
-  return {'wait', finish(gid, now, delay, ARGV[10], max_cd, grace)}
+  return wait('wait', delay)
 end
 if not portal[1] then
   -- not registered yet: park the group until portal.register brings tokens
-  return {'wait', finish(gid, now, PARKED, ARGV[10], max_cd, grace)}
+  return wait('wait', PARKED)
 end
 
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
-if redis.call('ZCARD', KEYS[8]) >= tonumber(ARGV[8]) then
-  return {'wait', finish(gid, now, math.min(window, 0.1), ARGV[10], max_cd, grace)}
+redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now)
+if redis.call('ZCARD', inflight_key) >= max_inflight then
+  return wait('wait', math.min(window_s, 0.1))
 end
 -- a slot of the portal's budget: one reserved for us earlier, or a new one
-local slot_at = tonumber(redis.call('HGET', KEYS[5], 'slot_at') or '')
+local slot_at = tonumber(redis.call('HGET', meta_key, 'slot_at') or '')
 if slot_at and now < slot_at - 0.002 then
-  return {'throttled', finish(gid, now, slot_at - now, ARGV[10], max_cd, grace)}
+  return wait('throttled', slot_at - now)
 end
-redis.call('HDEL', KEYS[5], 'slot_at')
-if not slot_at or now > slot_at + grace then  -- none, or one too stale to trust
-  local rate = tonumber(portal[4]) or tonumber(ARGV[6])
-  local burst = tonumber(portal[5]) or tonumber(ARGV[7])
-  local wait, reserved = take_slot(KEYS[7], now, rate, burst, max_cd)
-  if wait > 0 then
-    if reserved then redis.call('HSET', KEYS[5], 'slot_at', tostring(now + wait)) end
-    redis.call('HINCRBY', KEYS[10], 'rate_waits', 1)
-    return {'throttled', finish(gid, now, wait, ARGV[10], max_cd, grace)}
+redis.call('HDEL', meta_key, 'slot_at')
+if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to trust
+  local rate = tonumber(portal[4]) or default_rate_per_s
+  local burst = tonumber(portal[5]) or default_rate_burst
+  local slot_wait, reserved = take_slot(bucket_key, now, rate, burst, max_countdown_s)
+  if slot_wait > 0 then
+    if reserved then redis.call('HSET', meta_key, 'slot_at', tostring(now + slot_wait)) end
+    redis.call('HINCRBY', stats_key, 'rate_waits', 1)
+    return wait('throttled', slot_wait)
   end
 end
 
-local popped = redis.call('ZPOPMIN', KEYS[2], batch)
+local popped = redis.call('ZPOPMIN', queue_key, batch_size)
 local ids = {}
 for i = 1, #popped, 2 do
-  redis.call('ZADD', KEYS[3], popped[i + 1], popped[i])
+  redis.call('ZADD', leased_key, popped[i + 1], popped[i])
   ids[#ids + 1] = popped[i]
 end
-redis.call('SET', KEYS[4], token, 'PX', ms(lease_ttl))
-redis.call('ZADD', KEYS[8], now + lease_ttl, token)
-redis.call('ZADD', KEYS[9], now + lease_ttl + grace, gid)
-redis.call('HINCRBY', KEYS[5], 'attempts', 1)
-redis.call('HSETNX', KEYS[5], 'first_attempt_at', tostring(now))
-redis.call('HSET', KEYS[5], 'last_attempt_at', tostring(now))
-local elements = redis.call('HMGET', KEYS[1], unpack(ids))
-local failures = redis.call('HGET', KEYS[5], 'failures') or '0'
-return {'leased', {portal[1], portal[2], portal[3] or '0', portal[6] or '0'},
-        tostring(now), failures, ids, elements, popped[2]}
+redis.call('SET', lease_key, lease_id, 'PX', ms(lease_ttl_s))
+redis.call('ZADD', inflight_key, now + lease_ttl_s, lease_id)
+redis.call('ZADD', due_key, now + lease_ttl_s + grace_s, group_id)
+redis.call('HINCRBY', meta_key, 'attempts', 1)
+redis.call('HSETNX', meta_key, 'first_attempt_at', tostring(now))
+redis.call('HSET', meta_key, 'last_attempt_at', tostring(now))
+local elements = redis.call('HMGET', items_key, unpack(ids))
+return cjson.encode({kind = 'leased', lease = {
+  endpoint = portal[1], access_token = portal[2], token_version = portal[3] or '0',
+  throttles = portal[6] or '0', started_at = tostring(now),
+  failures = redis.call('HGET', meta_key, 'failures') or '0',
+  ids = ids, elements = elements, oldest_enqueued_at = popped[2],
+}})

@@ -1,19 +1,37 @@
 -- Add one confirmation to its group, coalescing a repeat of a pending im.message_id.
--- ARGV: 1 group id, 2 message id, 3 element JSON, 4 batch size, 5 window s, 6 new task id,
---       7 max countdown s, 8 grace s
--- Returns {added (0: coalesced), send, delay_ms} (see finish).
+-- Returns {added = 1|0 (0: coalesced), trigger = {send, delay_ms}} (see finish).
+local items_key = KEYS[1]
+local queue_key = KEYS[2]
+local leased_key = KEYS[3]
+local meta_key = KEYS[4]
+local portal_key = KEYS[5]
+local due_key = KEYS[6]
+local stats_key = KEYS[7]
+local groups_key = KEYS[8]
+local trigger_key = KEYS[9]
+local group_id = ARGV[1]
+local message_id = ARGV[2]
+local element_json = ARGV[3]
+local batch_size = tonumber(ARGV[4])
+local window_s = tonumber(ARGV[5])
+local task_id = ARGV[6]
+local max_countdown_s = tonumber(ARGV[7])
+local grace_s = tonumber(ARGV[8])
+
 local now = now_s()
-if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then
-  redis.call('HINCRBY', KEYS[10], 'coalesced', 1)
-  return {0, 0, -1}
+if redis.call('HSETNX', items_key, message_id, element_json) == 0 then
+  redis.call('HINCRBY', stats_key, 'coalesced', 1)
+  return cjson.encode({added = 0, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
 end
-redis.call('ZADD', KEYS[2], now, ARGV[2])
-redis.call('SADD', KEYS[11], ARGV[1])
-redis.call('HINCRBY', KEYS[10], 'ingested', 1)
-redis.call('HINCRBY', KEYS[10], 'pending', 1)
-local n = redis.call('ZCARD', KEYS[2])
-local batch = tonumber(ARGV[4])
-if n ~= 1 and n % batch ~= 0 then return {1, 0, -1} end
-local r = finish(ARGV[1], now, next_delay(now, batch, tonumber(ARGV[5])), ARGV[6],
-                 tonumber(ARGV[7]), tonumber(ARGV[8]))
-return {1, r[1], r[2]}
+redis.call('ZADD', queue_key, now, message_id)
+redis.call('SADD', groups_key, group_id)
+redis.call('HINCRBY', stats_key, 'ingested', 1)
+redis.call('HINCRBY', stats_key, 'pending', 1)
+local n = redis.call('ZCARD', queue_key)
+if n ~= 1 and n % batch_size ~= 0 then
+  return cjson.encode({added = 1, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
+end
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
+                       max_countdown_s, grace_s)
+return cjson.encode({added = 1, trigger = trigger})

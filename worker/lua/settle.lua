@@ -1,95 +1,123 @@
 -- End a flush. Items still ours are those we lease, or, when our lease was lost, those not
--- re-leased by the next flusher.
--- ARGV: 1 group id, 2 lease token, 3 action (delivered|dead_letter|retry|refresh|park),
---       4 delay s (0: none; >= PARKED: until portal.register), 5 portal-wide (1/0),
---       6 drain the budget (1/0), 7 counts as a failure (1/0), 8 error code, 9 description,
---       10 batch, 11 window s, 12 default rate, 13 default burst, 14 new task id,
---       15 max countdown s, 16 grace s, 17 ids sent (JSON array), 18 operating_reset_at seen
--- Returns {settled count, send, delay_ms} (see finish).
+-- re-leased by the next flusher. `action` is one of the action names (DELIVERED, DEAD_LETTER,
+-- RETRY, REFRESH, PARK); `delay_s` 0: none, >= PARKED: until portal.register.
+-- Returns {settled = count, trigger = {send, delay_ms}} (see finish).
+local items_key = KEYS[1]
+local queue_key = KEYS[2]
+local leased_key = KEYS[3]
+local lease_key = KEYS[4]
+local meta_key = KEYS[5]
+local portal_key = KEYS[6]
+local bucket_key = KEYS[7]
+local inflight_key = KEYS[8]
+local due_key = KEYS[9]
+local stats_key = KEYS[10]
+local dead_key = KEYS[11]
+local dead_data_key = KEYS[12]
+local trigger_key = KEYS[13]
+local group_id = ARGV[1]
+local lease_id = ARGV[2]
+local action = ARGV[3]
+local delay_s = tonumber(ARGV[4])
+local portal_wide = ARGV[5] == '1'
+local drain = ARGV[6] == '1'
+local counts_failure = ARGV[7] == '1'
+local code = ARGV[8]
+local description = ARGV[9]
+local batch_size = tonumber(ARGV[10])
+local window_s = tonumber(ARGV[11])
+local default_rate_per_s = tonumber(ARGV[12])
+local default_rate_burst = tonumber(ARGV[13])
+local task_id = ARGV[14]
+local max_countdown_s = tonumber(ARGV[15])
+local grace_s = tonumber(ARGV[16])
+local sent_ids_json = ARGV[17]
+local operating_reset_at = ARGV[18]
+
 local now = now_s()
-local gid, action = ARGV[1], ARGV[3]
-local mine = redis.call('GET', KEYS[4]) == ARGV[2]
-if mine then redis.call('DEL', KEYS[4]) end
-redis.call('ZREM', KEYS[8], ARGV[2])
-local portal_exists = redis.call('EXISTS', KEYS[6]) == 1
+local mine = redis.call('GET', lease_key) == lease_id
+if mine then redis.call('DEL', lease_key) end
+redis.call('ZREM', inflight_key, lease_id)
+local portal_exists = redis.call('EXISTS', portal_key) == 1
 local settled = 0
 
 local function ours(id)
-  return mine or not redis.call('ZSCORE', KEYS[3], id)
+  return mine or not redis.call('ZSCORE', leased_key, id)
 end
 
 local function dead_letter(id, meta)
-  local score = redis.call('ZSCORE', KEYS[3], id) or redis.call('ZSCORE', KEYS[2], id)
-  local dead_id = gid .. ':' .. id .. ':' .. string.format('%.6f', now)
-  redis.call('HSET', KEYS[13], dead_id, cjson.encode({
-    id = dead_id, group = gid, message_id = id,
-    element = redis.call('HGET', KEYS[1], id),
-    code = ARGV[8], description = ARGV[9],
+  local score = redis.call('ZSCORE', leased_key, id) or redis.call('ZSCORE', queue_key, id)
+  local dead_id = group_id .. ':' .. id .. ':' .. string.format('%.6f', now)
+  redis.call('HSET', dead_data_key, dead_id, cjson.encode({
+    id = dead_id, group = group_id, message_id = id,
+    element = redis.call('HGET', items_key, id),
+    code = code, description = description,
     attempts = tonumber(meta[1] or '0'), failures = tonumber(meta[2] or '0'),
     first_attempt_at = tonumber(meta[3] or '0'), last_attempt_at = tonumber(meta[4] or '0'),
     enqueued_at = tonumber(score or '0'), dead_at = now,
   }))
-  redis.call('ZADD', KEYS[12], now, dead_id)
+  redis.call('ZADD', dead_key, now, dead_id)
 end
 
-if action == 'delivered' or action == 'dead_letter' then
-  local meta = redis.call('HMGET', KEYS[5], 'attempts', 'failures', 'first_attempt_at',
+if action == DELIVERED or action == DEAD_LETTER then
+  local meta = redis.call('HMGET', meta_key, 'attempts', 'failures', 'first_attempt_at',
                           'last_attempt_at')
-  for _, id in ipairs(cjson.decode(ARGV[17])) do
-    if ours(id) and redis.call('HEXISTS', KEYS[1], id) == 1 then
-      if action == 'dead_letter' then
+  for _, id in ipairs(cjson.decode(sent_ids_json)) do
+    if ours(id) and redis.call('HEXISTS', items_key, id) == 1 then
+      if action == DEAD_LETTER then
         dead_letter(id, meta)
       else
-        local score = redis.call('ZSCORE', KEYS[3], id) or redis.call('ZSCORE', KEYS[2], id)
-        if score then observe('latency_s', math.max(0, now - tonumber(score))) end
+        local score = redis.call('ZSCORE', leased_key, id) or redis.call('ZSCORE', queue_key, id)
+        if score then observe(stats_key, 'latency_s', math.max(0, now - tonumber(score))) end
       end
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('ZREM', KEYS[2], id)
-      redis.call('ZREM', KEYS[3], id)
+      redis.call('HDEL', items_key, id)
+      redis.call('ZREM', queue_key, id)
+      redis.call('ZREM', leased_key, id)
       settled = settled + 1
     end
   end
-  redis.call('HINCRBY', KEYS[10], action == 'delivered' and 'delivered' or 'dead_lettered', settled)
-  redis.call('HINCRBY', KEYS[10], 'pending', -settled)
-  if action == 'delivered' and settled > 0 then observe('batch_size', settled) end
-  redis.call('HDEL', KEYS[5], 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
+  redis.call('HINCRBY', stats_key, action == DELIVERED and 'delivered' or 'dead_lettered', settled)
+  redis.call('HINCRBY', stats_key, 'pending', -settled)
+  if action == DELIVERED and settled > 0 then observe(stats_key, 'batch_size', settled) end
+  redis.call('HDEL', meta_key, 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
              'not_before')
-  if action == 'delivered' and portal_exists then
-    redis.call('HDEL', KEYS[6], 'throttles', 'refused_refreshed')
-    if ARGV[18] ~= '' then redis.call('HSET', KEYS[6], 'operating_reset_at', ARGV[18]) end
+  if action == DELIVERED and portal_exists then
+    redis.call('HDEL', portal_key, 'throttles', 'refused_refreshed')
+    if operating_reset_at ~= '' then
+      redis.call('HSET', portal_key, 'operating_reset_at', operating_reset_at)
+    end
   end
 else
-  -- retry, refresh, park: the items go back to the queue in their order
-  if mine and redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('ZUNIONSTORE', KEYS[2], 2, KEYS[2], KEYS[3], 'AGGREGATE', 'MIN')
-    redis.call('DEL', KEYS[3])
+  -- RETRY, REFRESH, PARK: the items go back to the queue in their order
+  if mine and redis.call('EXISTS', leased_key) == 1 then
+    redis.call('ZUNIONSTORE', queue_key, 2, queue_key, leased_key, 'AGGREGATE', 'MIN')
+    redis.call('DEL', leased_key)
   end
-  if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[5], 'failures', 1) end
-  local delay = tonumber(ARGV[4])
-  if delay > 0 then
-    local wake = delay >= PARKED and PARKED or now + delay
-    if ARGV[5] == '1' then
+  if counts_failure then redis.call('HINCRBY', meta_key, 'failures', 1) end
+  if delay_s > 0 then
+    local wake = delay_s >= PARKED and PARKED or now + delay_s
+    if portal_wide then
       if portal_exists then
-        local current = tonumber(redis.call('HGET', KEYS[6], 'blocked_until') or '0') or 0
+        local current = tonumber(redis.call('HGET', portal_key, 'blocked_until') or '0') or 0
         if wake > current then
-          redis.call('HSET', KEYS[6], 'blocked_until', tostring(wake), 'block_reason', ARGV[8])
+          redis.call('HSET', portal_key, 'blocked_until', tostring(wake), 'block_reason', code)
         end
       end
     else
-      redis.call('HSET', KEYS[5], 'not_before', tostring(wake))
+      redis.call('HSET', meta_key, 'not_before', tostring(wake))
     end
   end
-  if ARGV[3] == 'retry' and ARGV[6] == '1' and portal_exists then
-    redis.call('HINCRBY', KEYS[6], 'throttles', 1)
+  if action == RETRY and drain and portal_exists then
+    redis.call('HINCRBY', portal_key, 'throttles', 1)
   end
-  if ARGV[6] == '1' then
-    local burst = tonumber(redis.call('HGET', KEYS[6], 'rate_burst') or ARGV[13])
-    local rate = tonumber(redis.call('HGET', KEYS[6], 'rate_per_s') or ARGV[12])
-    drain_budget(KEYS[7], now, rate, burst)
+  if drain then
+    local burst = tonumber(redis.call('HGET', portal_key, 'rate_burst') or default_rate_burst)
+    local rate = tonumber(redis.call('HGET', portal_key, 'rate_per_s') or default_rate_per_s)
+    drain_budget(bucket_key, now, rate, burst)
   end
 end
 
-local batch, window = tonumber(ARGV[10]), tonumber(ARGV[11])
-local r = finish(gid, now, next_delay(now, batch, window), ARGV[14], tonumber(ARGV[15]),
-                 tonumber(ARGV[16]))
-return {settled, r[1], r[2]}
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
+                       max_countdown_s, grace_s)
+return cjson.encode({settled = settled, trigger = trigger})

@@ -15,32 +15,13 @@ from redis import Redis
 from redis.typing import EncodableT
 
 from worker.bitrix import Timeouts, refresh_tokens
-from worker.errors import PortalError, portal_error
+from worker.clock import server_time
+from worker.errors import PortalError
 from worker.keys import Keys, text
 from worker.policy import Outcome
+from worker.scripts import script
 from worker.settings import Settings
 from worker.validation import Registration
-
-# KEYS 1 portal hash, 2 lock; ARGV 1 lock token, 2 seen version, 3 access, 4 refresh,
-# 5 expires_at, 6 '1' when the refresh answers NO_AUTH_FOUND (its token must then work)
-_STORE_IF_CURRENT = """
-if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'access_token', ARGV[3], 'refresh_token', ARGV[4],
-           'expires_at', ARGV[5], 'source', 'refresh')
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[1], 'refused_refreshed', version)
-else
-  redis.call('HDEL', KEYS[1], 'refused_refreshed')
-end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-# KEYS 1 lock; ARGV 1 token
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Refresh(enum.Enum):
@@ -54,20 +35,20 @@ class PortalStore:
         self.redis = redis
         self.s = settings
         self.keys = Keys(settings.key_prefix)
-        self._store = redis.register_script(_STORE_IF_CURRENT)
-        self._release = redis.register_script(_RELEASE)
+        self._store = script(redis, "store_tokens")
+        self._release = script(redis, "release_lock")
 
     def register(self, reg: Registration) -> None:
         """Store or replace a portal's tokens and lift any parking (new tokens, new chance)."""
         key = self.keys.portal(reg.member_id)
-        seconds, _ = self.redis.time()
+        now = server_time(self.redis)
         fields: dict[EncodableT, EncodableT] = {
             "member_id": reg.member_id,
             "domain": reg.domain,
             "client_endpoint": reg.client_endpoint,
             "access_token": reg.access_token,
             "refresh_token": reg.refresh_token,
-            "expires_at": int(seconds) + reg.expires_in,
+            "expires_at": int(now) + reg.expires_in,
             "source": "register",
         }
         if reg.rate_per_s is not None:
@@ -91,7 +72,7 @@ class PortalStore:
 
         `refused`: the token was answered NO_AUTH_FOUND (not expired_token). One refresh is
         tried; when the token that refresh produced is refused too, the app has lost access
-        and AuthBroken parks the portal.
+        and the AUTH_BROKEN outcome parks the portal.
         """
         lock_key = self.keys.refresh_lock(member_id)
         lock = str(uuid.uuid4())
@@ -102,19 +83,19 @@ class PortalStore:
                 self.keys.portal(member_id), ["version", "refresh_token", "refused_refreshed"]
             )
             if version is None or refresh_token is None:
-                raise portal_error(
+                raise PortalError(
                     Outcome.AUTH_BROKEN, "PORTAL_NOT_REGISTERED", "no tokens stored for this portal"
                 )
             if int(version) != seen_version:
                 return Refresh.ALREADY
             if refused and refused_refreshed is not None and int(refused_refreshed) == seen_version:
-                raise portal_error(
+                raise PortalError(
                     Outcome.AUTH_BROKEN,
                     "NO_AUTH_FOUND",
                     "a token fresh from a refresh was refused too",
                 )
             if not self.s.client_id or not self.s.client_secret:
-                raise portal_error(
+                raise PortalError(
                     Outcome.AUTH_BROKEN,
                     "NO_CREDENTIALS",
                     "BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET must be set to refresh tokens",
@@ -126,24 +107,25 @@ class PortalStore:
                 text(refresh_token),
                 Timeouts(self.s.http_connect_timeout_s, self.s.http_read_timeout_s),
             )
-            seconds, _ = self.redis.time()
             expires_in = answer.get("expires_in", 3600)
-            expires_at = int(seconds) + (expires_in if isinstance(expires_in, int) else 3600)
-            stored = self._store(
-                keys=[self.keys.portal(member_id), lock_key],
-                args=[
-                    lock,
-                    version,
-                    answer["access_token"],
-                    answer["refresh_token"],
-                    expires_at,
-                    int(refused),
-                ],
+            expires_at = int(server_time(self.redis)) + (
+                expires_in if isinstance(expires_in, int) else 3600
             )
+            stored = self._store(
+                {"portal_key": self.keys.portal(member_id), "lock_key": lock_key},
+                {
+                    "lock_id": lock,
+                    "seen_version": version,
+                    "access_token": answer["access_token"],
+                    "refresh_token": answer["refresh_token"],
+                    "expires_at": expires_at,
+                    "refused": int(refused),
+                },
+            )["stored"]
             self.redis.hincrby(self.keys.stats, "token_refreshes", 1)
             return Refresh.REFRESHED if stored else Refresh.ALREADY
         except PortalError:
             self.redis.hincrby(self.keys.stats, "token_refresh_failures", 1)
             raise
         finally:
-            self._release(keys=[lock_key], args=[lock])
+            self._release({"lock_key": lock_key}, {"lock_id": lock})

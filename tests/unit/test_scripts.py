@@ -1,0 +1,50 @@
+"""The Python-Lua boundary by name: every script names its KEYS and ARGV as locals at its top,
+nothing else indexes them, and the constants both sides use are generated from Python."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pytest
+
+from worker.policy import Action
+from worker.scripts import HISTOGRAM_BOUNDS, PARKED, prelude, spec
+
+LUA = resources.files("worker") / "lua"
+SCRIPTS = sorted(
+    p.name.removesuffix(".lua")
+    for p in LUA.iterdir()
+    if p.name.endswith(".lua") and p.name not in ("common.lua", "limiter.lua", "triggers.lua")
+)
+POSITIONAL = re.compile(r"(KEYS|ARGV)\[\d+\]")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_script_names_its_keys_and_args_before_any_logic(name: str) -> None:
+    lines = (LUA / f"{name}.lua").read_text().splitlines()
+    code = [line for line in lines if line.strip() and not line.startswith("--")]
+    header = [line for line in code if POSITIONAL.search(line)]
+    assert code[: len(header)] == header, "KEYS/ARGV are read only in the named locals at the top"
+    s = spec(name)
+    assert s.keys and all(k.endswith("_key") for k in s.keys)
+    assert len(s.keys) + len(s.args) == len(header)
+
+
+def test_shared_helpers_never_index_keys_or_args() -> None:
+    for helper in ("common.lua", "limiter.lua", "triggers.lua"):
+        assert not POSITIONAL.search((LUA / helper).read_text()), helper
+
+
+def test_constants_reach_lua_from_python_only() -> None:
+    generated = prelude()
+    assert f"local PARKED = {PARKED!r}" in generated
+    for action in Action:
+        assert f"local {action.name} = '{action.value}'" in generated
+    for bounds in HISTOGRAM_BOUNDS.values():
+        assert "{" + ", ".join(map(repr, bounds)) + "}" in generated
+    for path in LUA.iterdir():
+        text = path.read_text()
+        assert "1e18" not in text and "1800" not in text, f"{path.name} repeats a constant"
+    settle = (LUA / "settle.lua").read_text()
+    assert not re.search(r"== '(delivered|dead_letter|retry|refresh|park)'", settle)

@@ -1,0 +1,16 @@
+"""Queue and task names: the one place they are spelled.
+
+The public ones (`delivery.confirm`, `portal.register`, the `celery` queue) are part of the
+contract producers rely on; the others are internal and may change.
+"""
+
+from __future__ import annotations
+
+#: Producers send to Celery's default queue; flushes and the sweep have a queue of their own.
+INGEST_QUEUE = "celery"
+FLUSH_QUEUE = "flush"
+
+CONFIRM_TASK = "delivery.confirm"
+REGISTER_TASK = "portal.register"
+FLUSH_TASK = "delivery.flush"
+SWEEP_TASK = "delivery.sweep"
