@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from celery import Task
 
-from worker import app, settings, triggers
+from worker import app, get_settings, triggers
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.keys import Group
@@ -21,7 +21,7 @@ log = structlog.stdlib.get_logger("tasks.delivery")
 
 
 def runtime() -> Runtime:
-    return _runtime.get(settings, app.send_task)
+    return _runtime.get(get_settings(), app.send_task)
 
 
 @app.task(name=CONFIRM_TASK, throws=(InvalidInput,))

@@ -76,9 +76,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from worker import app, records, runtime, settings
+    from worker import app, get_settings, records, runtime
 
-    rt = runtime.get(settings, app.send_task)
+    rt = runtime.get(get_settings(), app.send_task)
     if args.command == "stats":
         _print(_stats(rt))
     elif args.command == "portals":

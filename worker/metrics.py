@@ -78,7 +78,9 @@ class StatsCollector(Collector):
 
 
 def main() -> None:
-    from worker.app import settings  # the app's validated settings
+    from worker import get_settings
+
+    settings = get_settings()
 
     parser = argparse.ArgumentParser(description="Prometheus exporter for b24-delivery")
     parser.add_argument("--port", type=int, default=9808)

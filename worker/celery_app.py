@@ -1,0 +1,113 @@
+"""The Celery app, configured for this workload: many tiny ingest tasks, fewer flush tasks that
+make one HTTP call each, and a sweep on beat. Each choice is explained where it is made.
+
+`create_app(settings)` builds it; `worker.app` (worker/__init__.py) builds it once, on first use,
+so importing the library's modules neither reads the environment nor touches kombu.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
+
+from worker.logs import configure_logging
+from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
+from worker.settings import Settings
+
+
+def use_patched_redis_transport() -> None:
+    """redis:// URLs in this process use kombu's Redis transport patched to survive a Redis
+    restart (worker/broker.py); an alias keeps the URL, and so every log line, as operators
+    wrote it."""
+    TRANSPORT_ALIASES["redis"] = "worker.broker:Transport"
+    TRANSPORT_ALIASES["rediss"] = "worker.broker:Transport"
+
+
+def create_app(settings: Settings) -> Celery:
+    """The worker's Celery app for `settings` (patches kombu's transport aliases, see above)."""
+    use_patched_redis_transport()
+    # RedactedTask: every task's events carry masked arguments (Flower shows no token).
+    app = Celery(
+        "b24delivery",
+        include=["tasks.delivery", "tasks.portal"],
+        task_cls="worker.broker:RedactedTask",
+    )
+    app.conf.update(
+        broker_url=settings.redis_url,
+        # JSON only: producers in any language, and no pickle from the network.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Nobody reads results: the buffer in Redis is the state, Flower shows task outcomes.
+        task_ignore_result=True,
+        # Ack after the task ran, and re-queue when a worker dies mid-task: both tasks are safe to
+        # run twice (ingest coalesces by im.message_id, a flush holds a lease).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        broker_transport_options={
+            # An unacked message returns to the queue after this long
+            # (DELIVERY_VISIBILITY_TIMEOUT_S, default 300 s). Our tasks finish within one HTTP
+            # call (lease_ttl_s bounds it) and countdowns stay under max_countdown_s, so 300 s
+            # redelivers a killed worker's reserved messages within minutes while never
+            # duplicating a task still running or waiting for its ETA; settings validation
+            # enforces that margin.
+            "visibility_timeout": settings.visibility_timeout_s,
+            # ...and look for such messages every tenth of it (kombu's default is ~100 s whatever
+            # the timeout), so a killed worker's prefetched confirmations come back promptly.
+            "unacked_restore_interval": max(1, int(settings.visibility_timeout_s / 10)),
+            "unacked_restore_throttle": 1,
+            # Redis round trips are short; fail over quickly instead of hanging a task.
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 30,
+        },
+        # Keep retrying the broker forever (with Celery's backoff) instead of exiting.
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Short tasks: each process reserves 4 messages, enough to hide the Redis round trip
+        # without letting one process hoard a backlog (acks_late keeps them recoverable).
+        worker_prefetch_multiplier=4,
+        # Flower: task and worker events, and sent events for the producer side.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        # Two queues named for their work. The worker consumes both; kombu's Redis transport polls
+        # them in rotation, so a flood of confirmations on `celery` never starves `flush`. Large
+        # fleets can also run dedicated `-Q flush` workers.
+        task_default_queue=INGEST_QUEUE,
+        task_queues=(Queue(INGEST_QUEUE), Queue(FLUSH_QUEUE)),
+        task_routes={
+            FLUSH_TASK: {"queue": FLUSH_QUEUE},
+            SWEEP_TASK: {"queue": FLUSH_QUEUE},
+        },
+        # A flush is one HTTP call; anything far longer is stuck.
+        task_soft_time_limit=max(90, int(settings.lease_ttl_s)),
+        task_time_limit=max(120, int(settings.lease_ttl_s) + 30),
+        # Re-trigger groups whose flush trigger was lost or whose lease expired.
+        beat_schedule={
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": timedelta(seconds=settings.sweep_interval_s),
+                "options": {
+                    "queue": FLUSH_QUEUE,
+                    "expires": max(5.0, 5 * settings.sweep_interval_s),
+                },
+            }
+        },
+        beat_max_loop_interval=settings.sweep_interval_s,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+
+    def setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+        """Celery's own log records go through our redacting structlog pipeline, at `-l`'s
+        level."""
+        level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+        configure_logging(settings.log_format, str(level or "WARNING"))
+
+    signals.setup_logging.connect(setup_logging, weak=False)
+    return app
