@@ -77,7 +77,8 @@ if action == DELIVERED or action == DEAD_LETTER then
     end
   end
   redis.call('HINCRBY', stats_key, action == DELIVERED and 'delivered' or 'dead_lettered', settled)
-  redis.call('HINCRBY', stats_key, 'pending', -settled)
+  -- (Redis refuses '-0' as an integer: a late settle that settled nothing must skip this)
+  if settled > 0 then redis.call('HINCRBY', stats_key, 'pending', -settled) end
   if action == DELIVERED and settled > 0 then observe(stats_key, 'batch_size', settled) end
   redis.call('HDEL', meta_key, 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
              'not_before')
