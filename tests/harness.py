@@ -7,6 +7,7 @@ with a deadline (`wait_for`), never on fixed sleeps.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import redis
 
 from b24producer import Producer
 from b24sim import Simulator
+from worker.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID = "app.b24d.test"
@@ -194,7 +196,7 @@ def confirmation(
 
 
 def stats(r: redis.Redis, prefix: str = "b24d") -> dict[str, int]:
-    raw = r.hgetall(f"{prefix}:stats")
+    raw = r.hgetall(Keys(prefix).stats)
     out: dict[str, int] = {}
     for k, v in raw.items():
         try:
@@ -202,6 +204,19 @@ def stats(r: redis.Redis, prefix: str = "b24d") -> dict[str, int]:
         except ValueError:
             continue
     return out
+
+
+def portal_hash(r: redis.Redis, member_id: str, prefix: str = "b24d") -> dict[str, str]:
+    """A portal's stored hash as text (tokens included: tests only)."""
+    return {k.decode(): v.decode() for k, v in r.hgetall(Keys(prefix).portal(member_id)).items()}
+
+
+def dead_letters(r: redis.Redis, prefix: str = "b24d") -> list[dict[str, Any]]:
+    return [json.loads(v) for v in r.hvals(Keys(prefix).dead_data)]
+
+
+def rejected_records(r: redis.Redis, prefix: str = "b24d") -> list[dict[str, Any]]:
+    return [json.loads(x) for x in r.lrange(Keys(prefix).rejected, 0, -1)]
 
 
 def delivered_ids(sim: Simulator, portal: str | None = None) -> list[int]:

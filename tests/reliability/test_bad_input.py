@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from b24sim import PortalConfig, Simulator
-from tests.harness import Fleet, confirmation, producer, stats, wait_for
+from tests.harness import Fleet, confirmation, producer, rejected_records, stats, wait_for
 from tests.reliability.util import SCALE, alive, rss_mb, spawn, wait_ready
 from worker import validation
 from worker.errors import InvalidInput
@@ -332,5 +332,5 @@ def test_worker_survives_hostile_payloads_and_delivers_the_valid_ones(
     assert alive(worker)
     # the absolute figure is ~240 MB at rest (main + 2 pool children + beat); bound the growth
     assert rss_after < rss_before + 150
-    records = [json.loads(x) for x in r.lrange("b24d:rejected", 0, -1)]
+    records = rejected_records(r)
     assert all(rec["field"] and rec["rule"] and len(rec["payload"]) <= 2000 for rec in records)

@@ -11,17 +11,13 @@ import pytest
 import redis
 
 from b24sim import Fault, PortalConfig, Simulator
-from tests.harness import Fleet, confirmation, producer, stats, wait_for
+from tests.harness import Fleet, confirmation, portal_hash, producer, stats, wait_for
 from tests.reliability.util import SCALE, describe, spawn, wait_ready
 from worker.keys import Keys
 
 FLAKY = ("flaky-a", "flaky-b")
 PER_FLAKY = 400 * SCALE
 PARKED_ITEMS = 20
-
-
-def _portal(r: redis.Redis, member_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in r.hgetall(Keys().portal(member_id)).items()}
 
 
 @pytest.mark.slow
@@ -45,7 +41,7 @@ def test_faulty_portals_deliver_everything_deliverable(
         spawn(fleet, concurrency=2, beat=i == 0, DELIVERY_MAX_ATTEMPTS="8") for i in range(2)
     ]
     wait_ready(workers)
-    wait_for(lambda: _portal(r, "revoked").get("version"), what="registrations")
+    wait_for(lambda: portal_hash(r, "revoked").get("version"), what="registrations")
     sim.revoke_refresh("revoked")
     sim.expire_tokens("revoked")
     expected: dict[str, set[int]] = {mid: set() for mid in FLAKY}
@@ -62,7 +58,7 @@ def test_faulty_portals_deliver_everything_deliverable(
 
     def done() -> bool:
         for mid in FLAKY:  # a healthy (only flaky) portal must never be parked: fail at once
-            reason = _portal(r, mid).get("block_reason")
+            reason = portal_hash(r, mid).get("block_reason")
             if reason in ("NO_AUTH_FOUND", "invalid_grant"):
                 raise AssertionError(f"healthy portal {mid} parked until re-registration: {reason}")
         return all(
@@ -73,7 +69,7 @@ def test_faulty_portals_deliver_everything_deliverable(
         wait_for(done, timeout_s=150 * SCALE, interval_s=0.25, what="the flaky portals delivered")
         reasons = {
             mid: wait_for(
-                lambda mid=mid: _portal(r, mid).get("block_reason"),  # type: ignore[misc]
+                lambda mid=mid: portal_hash(r, mid).get("block_reason"),  # type: ignore[misc]
                 timeout_s=20,
                 what=f"{mid} parked",
             )

@@ -7,16 +7,11 @@ import pytest
 import redis
 
 from b24sim import PortalConfig, Simulator
-from tests.harness import Fleet, confirmation, producer, stats, wait_for
+from tests.harness import Fleet, confirmation, portal_hash, producer, stats, wait_for
 from tests.reliability.util import spawn, wait_ready
-from worker.keys import Keys
 
 WORKERS = 8
 LINES = 16
-
-
-def _portal(r: redis.Redis, member_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in r.hgetall(Keys().portal(member_id)).items()}
 
 
 @pytest.mark.slow
@@ -33,7 +28,7 @@ def test_eight_processes_refresh_once(
         PortalConfig(member_id="race", refresh_latency_s=0.5, rate_per_s=100, burst=500)
     )
     p.register_portal(**creds.as_register_kwargs())
-    wait_for(lambda: _portal(r, "race").get("version"), what="registration")
+    wait_for(lambda: portal_hash(r, "race").get("version"), what="registration")
     sim.expire_tokens("race")
     for line in range(1, LINES + 1):
         p.confirm(**confirmation("race", line, line=line))
@@ -44,7 +39,7 @@ def test_eight_processes_refresh_once(
     )
     first = sim.counters("race")
     current = sim.credentials("race").access_token
-    stored = _portal(r, "race")
+    stored = portal_hash(r, "race")
     # a second round: every process must now use the new token (no 401 of any kind)
     for line in range(1, LINES + 1):
         p.confirm(**confirmation("race", 100 + line, line=line))
@@ -73,5 +68,5 @@ def test_eight_processes_refresh_once(
     # round 1: a flush that leased the old token while the refresh was in flight may reach the
     # portal after the OAuth server invalidated it (NO_AUTH_FOUND); it must be retried with the
     # new token, not park the portal
-    assert _portal(r, "race").get("block_reason") not in ("NO_AUTH_FOUND", "invalid_grant")
+    assert portal_hash(r, "race").get("block_reason") not in ("NO_AUTH_FOUND", "invalid_grant")
     assert after["no_auth_401"] == first["no_auth_401"]

@@ -11,7 +11,16 @@ from typing import Any
 import redis
 
 from b24sim import PortalConfig, Simulator
-from tests.harness import CLIENT_SECRET, Fleet, confirmation, producer, stats, wait_for
+from tests.harness import (
+    CLIENT_SECRET,
+    Fleet,
+    confirmation,
+    portal_hash,
+    producer,
+    rejected_records,
+    stats,
+    wait_for,
+)
 from tests.reliability.util import spawn, wait_ready
 from worker.keys import Keys
 
@@ -37,10 +46,6 @@ class _Events:
         self.receiver.should_stop = True
         self.thread.join(5)
         self.conn.release()
-
-
-def _portal(r: redis.Redis, member_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in r.hgetall(Keys().portal(member_id)).items()}
 
 
 def test_no_secret_appears_anywhere(
@@ -71,7 +76,7 @@ def test_no_secret_appears_anywhere(
             "delivery.confirm",
             kwargs={**confirmation("s1", 5), "auth": f"access_token={leaked.access_token}"},
         )
-        wait_for(lambda: _portal(r, "s3").get("version"), what="registrations")
+        wait_for(lambda: portal_hash(r, "s3").get("version"), what="registrations")
         sim.revoke_refresh("s3")
         for round_ in range(3):  # refreshes (s1), a dead letter (s2), invalid_grant (s3)
             sim.expire_tokens()
@@ -83,10 +88,10 @@ def test_no_secret_appears_anywhere(
                 what="s1 delivered",
             )
             for mid in creds:
-                stored = _portal(r, mid)
+                stored = portal_hash(r, mid)
                 secrets |= {stored.get("access_token", ""), stored.get("refresh_token", "")}
         wait_for(lambda: r.hlen(Keys().dead_data) >= 1, what="a dead letter")
-        wait_for(lambda: _portal(r, "s3").get("block_reason"), what="s3 parked")
+        wait_for(lambda: portal_hash(r, "s3").get("block_reason"), what="s3 parked")
         wait_for(lambda: stats(r).get("rejected", 0) >= 2, what="the rejections")
         wait_for(lambda: len(events.events) > 20, what="task events")
     for mid in creds:
@@ -96,9 +101,9 @@ def test_no_secret_appears_anywhere(
     corpus = {
         "logs": fleet.logs(),
         "events": json.dumps(events.events, default=repr),
-        "rejected": json.dumps([x.decode() for x in r.lrange("b24d:rejected", 0, -1)]),
+        "rejected": json.dumps([x.decode() for x in r.lrange(Keys().rejected, 0, -1)]),
         "dead": json.dumps([v.decode() for v in r.hvals(Keys().dead_data)]),
-        "stats": json.dumps({k.decode(): v.decode() for k, v in r.hgetall("b24d:stats").items()}),
+        "stats": json.dumps({k.decode(): v.decode() for k, v in r.hgetall(Keys().stats).items()}),
     }
     found = {where: [s[:8] for s in secrets if s in text] for where, text in corpus.items()}
     leaking_events = sorted(
@@ -112,13 +117,13 @@ def test_no_secret_appears_anywhere(
     print(
         f"\n[secrets] secrets={len(secrets)} refreshes={sim.counters('s1')['refreshes']} "
         f"events={len(events.events)} log_chars={len(corpus['logs'])} "
-        f"rejected={r.llen('b24d:rejected')} dead={r.hlen(Keys().dead_data)} "
+        f"rejected={r.llen(Keys().rejected)} dead={r.hlen(Keys().dead_data)} "
         f"found={ {k: v for k, v in found.items() if v} }"
     )
     assert sim.counters("s1")["refreshes"] >= 2
     assert any(e.get("type") == "task-received" for e in events.events)
     assert not any(found.values()), f"secrets leaked into: {found}"
-    rejected = [json.loads(x) for x in r.lrange("b24d:rejected", 0, -1)]
+    rejected = rejected_records(r)
     assert any(rec["field"] == "client_endpoint" for rec in rejected)
     assert any("***" in rec["payload"] for rec in rejected), "the record shows tokens masked"
 
@@ -164,7 +169,7 @@ def test_tokens_only_go_to_the_registered_endpoint(
         ),
         what="rejections and deliveries",
     )
-    rejected = [json.loads(x) for x in r.lrange("b24d:rejected", 0, -1)]
+    rejected = rejected_records(r)
     fields = sorted(rec["field"] for rec in rejected)
     print(
         f"\n[endpoints] bad_registrations={len(BAD_ENDPOINTS)} smuggled={len(smuggled)} "

@@ -16,6 +16,7 @@ import redis
 from b24sim import PortalConfig, Simulator
 from tests.harness import Fleet, WorkerProcess, confirmation, producer, stats, wait_for
 from tests.reliability.util import SCALE, alive, pending_items, spawn, wait_ready
+from worker.keys import Keys
 
 PORTALS = ("crash-a", "crash-b", "crash-c")
 # The issue asks for 10,000 confirmations; 2,000 keeps `make test` at a few minutes on two
@@ -96,7 +97,7 @@ def test_sigkilled_workers_lose_nothing(
             f"\n[worker crashes] missing={len(missing)} first={missing[:10]} "
             f"pending_items={pending_items(r)} stats={stats(r)} "
             f"queues={{'celery': {r.llen('celery')}, 'flush': {r.llen('flush')}}} "
-            f"unacked={r.hlen('unacked')} due={r.zrange('b24d:due', 0, -1, withscores=True)}"
+            f"unacked={r.hlen('unacked')} due={r.zrange(Keys().due, 0, -1, withscores=True)}"
         )
         for k in kills:
             print(f"  killed {k}")
