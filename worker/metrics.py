@@ -8,6 +8,7 @@ format: `python -m worker.metrics --port 9808` (the Procfile's `metrics:` line).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator
 
@@ -79,18 +80,27 @@ class StatsCollector(Collector):
             )
 
 
-def main() -> None:
-    from worker.app import settings  # the app's validated settings
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=9808, help="listen port (default 9808)")
+    parser.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
 
-    parser = argparse.ArgumentParser(description="Prometheus exporter for b24-delivery")
-    parser.add_argument("--port", type=int, default=9808)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the exposition on `args.address`:`args.port` until the process is stopped."""
+    from worker.settings import Settings
+
+    settings = Settings.from_env()
     REGISTRY.register(StatsCollector(Redis.from_url(settings.redis_url), Keys(settings.key_prefix)))
     start_http_server(args.port, addr=args.address)
     while True:
         time.sleep(3600)
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Prometheus exporter for b24-delivery")
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
