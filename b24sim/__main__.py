@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the portals `args` (from build_parser) describe until SIGINT/SIGTERM."""
     if not args.allow_remote and not _is_loopback(args.host):
         print(f"refusing non-loopback host {args.host!r} without --allow-remote", file=sys.stderr)
         return 2

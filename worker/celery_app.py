@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu import Queue
-from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import TRANSPORT_ALIASES, _transport_cache
 
 from worker.logs import configure_logging
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
@@ -24,8 +24,11 @@ def use_patched_redis_transport() -> None:
     """redis:// URLs in this process use kombu's Redis transport patched to survive a Redis
     restart (worker/broker.py); an alias keeps the URL, and so every log line, as operators
     wrote it."""
-    TRANSPORT_ALIASES["redis"] = "worker.broker:Transport"
-    TRANSPORT_ALIASES["rediss"] = "worker.broker:Transport"
+    for scheme in ("redis", "rediss"):
+        TRANSPORT_ALIASES[scheme] = "worker.broker:Transport"
+        # kombu caches each alias's class on first use: a connection made before the app was
+        # built (a producer in the same process) must not pin the unpatched one
+        _transport_cache.pop(scheme, None)
 
 
 def create_app(settings: Settings) -> Celery:

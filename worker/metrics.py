@@ -8,6 +8,7 @@ format: `python -m worker.metrics --port 9808` (the Procfile's `metrics:` line).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator
 
@@ -23,7 +24,6 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from worker.keys import Keys, text
-from worker.scripts import HISTOGRAM_BOUNDS
 
 COUNTERS = {
     "ingested": "confirmations accepted into a group's buffer",
@@ -38,8 +38,11 @@ COUNTERS = {
     "registrations": "portal.register calls",
 }
 HISTOGRAMS = {
-    "latency_s": ("enqueue-to-delivered latency in seconds", HISTOGRAM_BOUNDS["latency_s"]),
-    "batch_size": ("confirmations per successful call", HISTOGRAM_BOUNDS["batch_size"]),
+    "latency_s": (
+        "enqueue-to-delivered latency in seconds",
+        (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
+    ),
+    "batch_size": ("confirmations per successful call", (1, 2, 5, 10, 20, 50, 100, 200, 500)),
 }
 
 
@@ -77,20 +80,27 @@ class StatsCollector(Collector):
             )
 
 
-def main() -> None:
-    from worker import get_settings
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=9808, help="listen port (default 9808)")
+    parser.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
 
-    settings = get_settings()
 
-    parser = argparse.ArgumentParser(description="Prometheus exporter for b24-delivery")
-    parser.add_argument("--port", type=int, default=9808)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
+def serve(args: argparse.Namespace) -> int:
+    """Serve the exposition on `args.address`:`args.port` until the process is stopped."""
+    from worker.settings import Settings
+
+    settings = Settings.from_env()
     REGISTRY.register(StatsCollector(Redis.from_url(settings.redis_url), Keys(settings.key_prefix)))
     start_http_server(args.port, addr=args.address)
     while True:
         time.sleep(3600)
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Prometheus exporter for b24-delivery")
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m worker.cli ...`: the same commands as the `b24-delivery` console script."""
+
+import sys
+
+from worker.cli import main
+
+sys.exit(main())

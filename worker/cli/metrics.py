@@ -1,0 +1,25 @@
+"""`metrics`: the fleet-wide Prometheus exporter (the same as `python -m worker.metrics`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from worker.cli.common import Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    from worker.metrics import add_arguments
+
+    exporter = sub.add_parser(
+        "metrics",
+        help="serve the fleet's Prometheus metrics over HTTP",
+        description="Serve /metrics (the fleet's counters and histograms, read from Redis).",
+    )
+    add_arguments(exporter)
+    exporter.set_defaults(handler=_metrics)
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from worker.metrics import serve
+
+    return serve(args)
