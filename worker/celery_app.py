@@ -11,9 +11,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import kombu.transport
 from celery import Celery, signals
 from kombu import Queue
-from kombu.transport import TRANSPORT_ALIASES, _transport_cache
+from kombu.transport import TRANSPORT_ALIASES
 
 from worker.logs import configure_logging
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
@@ -28,7 +29,7 @@ def use_patched_redis_transport() -> None:
         TRANSPORT_ALIASES[scheme] = "worker.broker:Transport"
         # kombu caches each alias's class on first use: a connection made before the app was
         # built (a producer in the same process) must not pin the unpatched one
-        _transport_cache.pop(scheme, None)
+        kombu.transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
 
 
 def create_app(settings: Settings) -> Celery:
