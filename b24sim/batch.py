@@ -6,7 +6,8 @@ SDKs send it: ``cmd[name]=...``). Each command's query is decoded with PHP-style
 own. The answer is HTTP 200 ``{"result": {"result", "result_error", "result_total",
 "result_next", "result_time"}, "time"}``; ``halt`` stops at the first failed command. Empty maps
 are ``[]`` and maps keyed 0..n-1 are lists, as PHP encodes arrays. Nested ``batch`` is refused
-per command (``ERROR_BATCH_METHOD_NOT_ALLOWED``), as the rest module does.
+per command (``ERROR_BATCH_METHOD_NOT_ALLOWED``), as the rest module does. Faults with target
+"batch_command" fail single commands; "rest" faults fail the request as a whole.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def _command(sim: RestEndpoint, p: PortalState, name: str, text: Any) -> MethodR
         return method_error("ERROR_METHOD_NOT_FOUND")
     if p.config.batch_refuse:
         return method_error(p.config.batch_refuse)
+    action = sim._faults.consult(p.config.member_id, "batch_command")
+    if action.fault_ids:
+        sim._count(p, "faults_injected")
+    if action.kind == "error":
+        return method_error(action.error, action.description)
     params = parse_php_pairs(parse_qsl(query, keep_blank_values=True))
     return sim.run_method(p, method, params, time.time(), via="batch", command=name)
 

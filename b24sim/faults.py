@@ -12,9 +12,9 @@ from typing import Any, Literal
 from .errors import lookup
 
 FaultKind = Literal["error", "latency", "drop", "non_json", "overload", "success_false"]
-FaultTarget = Literal["rest", "oauth"]
+FaultTarget = Literal["rest", "oauth", "batch_command"]
 KINDS: tuple[str, ...] = ("error", "latency", "drop", "non_json", "overload", "success_false")
-TARGETS: tuple[str, ...] = ("rest", "oauth")
+TARGETS: tuple[str, ...] = ("rest", "oauth", "batch_command")
 
 DEFAULT_HTML = (
     "<html><head><title>502 Bad Gateway</title></head><body>"
@@ -33,8 +33,9 @@ class Fault:
     false}}``, as older portals answered a failure). Setting ``error`` alone implies kind "error".
     ``portal``: member_id, or None for every portal. ``count``: fire on the next K matching calls;
     ``fraction``: fire on that share of calls (seeded RNG); neither: every call until cleared.
-    ``target``: "rest" (portal REST calls) or "oauth" (the token endpoints); ``server``: with
-    "oauth", only that OAuth server's index (None: every one).
+    ``target``: "rest" (portal REST requests, a ``batch`` as a whole), "oauth" (the token
+    endpoints) or "batch_command" (one command inside a ``batch``: only "error" kinds apply);
+    ``server``: with "oauth", only that OAuth server's index (None: every one).
     """
 
     kind: FaultKind = "error"

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from b24sim import METHOD, Credentials, PortalConfig, Simulator
+from b24sim import METHOD, Credentials, Fault, PortalConfig, Simulator
 
 from .conftest import call
 
@@ -188,3 +188,15 @@ def test_auth_is_the_requests(
     assert (r.status_code, r.json()["error"]) == (401, "NO_AUTH_FOUND")
     (rec,) = sim.calls("m1")
     assert (rec.method, rec.via, rec.outcome) == ("batch", "batch", "NO_AUTH_FOUND")
+
+
+def test_fault_on_single_commands(
+    sim: Simulator, creds: Credentials, session: requests.Session
+) -> None:
+    """Each command is executed on its own, so one can fail while the others succeed."""
+    sim.inject(Fault(error="INTERNAL_SERVER_ERROR", target="batch_command", count=1))
+    res = batch(session, creds, {"a": command(1), "b": command(2)}).json()["result"]
+    assert list(res["result_error"]) == ["a"]
+    assert res["result_error"]["a"]["error"] == "INTERNAL_SERVER_ERROR"
+    assert list(res["result"]) == ["b"]
+    assert call(session, creds).status_code == 200  # direct calls are not commands
