@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from .portal import PortalState
-from .replies import Reply, error_reply, json_reply, time_block
+from .replies import MethodResult, Reply, error_reply, json_reply, method_error, time_block
 from .validate import METHOD, parse_php_pairs
 
 if TYPE_CHECKING:
-    from .rest import MethodResult, RestEndpoint
+    from .rest import RestEndpoint
 
 MAX_COMMANDS = 50
 
@@ -48,8 +48,6 @@ def _halt(value: Any) -> bool:
 
 
 def _command(sim: RestEndpoint, p: PortalState, name: str, text: Any) -> MethodResult:
-    from .rest import method_error
-
     method, _, query = str(text).partition("?")
     method = method.strip().lower().removesuffix(".json")
     if method == "batch":

@@ -13,6 +13,7 @@ from .oauth import OAuthEndpoint, OAuthServer
 from .portal import Accepted, Credentials, PortalConfig, PortalState
 from .records import CallRecord, Recorder, RefreshRecord
 from .rest import RestEndpoint
+from .snapshot import snapshot
 from .tokens import TokenStore
 
 REDIRECT_STATUSES = (301, 302, 307, 308)
@@ -258,6 +259,4 @@ class SimCore(RestEndpoint, OAuthEndpoint):
                 p.counters[n] += 1
 
     def state(self, records: bool = True) -> dict[str, Any]:
-        from .snapshot import snapshot
-
         return snapshot(self, records)

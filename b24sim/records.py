@@ -33,7 +33,7 @@ class CallRecord:
 
     @property
     def with_replaced_token(self) -> bool:
-        """Made with a token that a refresh replaced or was replacing: it could not succeed."""
+        """Made with a token that a refresh had replaced or was replacing (whatever the answer)."""
         return self.token_state == "replaced" or self.refresh_in_flight  # noqa: S105 (a state)
 
     def to_dict(self) -> dict[str, Any]:

@@ -90,3 +90,24 @@ def fault_reply(action: FaultAction, oauth: bool) -> Reply | None:
         reply.error = "SUCCESS_FALSE"
         return reply
     return None
+
+
+@dataclass
+class MethodResult:
+    """One method execution: ``result`` on success, else ``error`` (never a ``time`` block)."""
+
+    status: int
+    result: Any = None
+    error: str | None = None
+    description: str = ""
+    time: dict[str, Any] = field(default_factory=dict)
+
+    def reply(self) -> Reply:
+        if self.error is None:
+            return json_reply(self.status, {"result": self.result, "time": self.time})
+        return error_reply(self.error, self.description or None, self.status)
+
+
+def method_error(code: str, description: str | None = None) -> MethodResult:
+    status, desc = lookup(code)
+    return MethodResult(status, error=code, description=description or desc)

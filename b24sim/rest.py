@@ -10,37 +10,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import lookup
+from .batch import run_batch
 from .faults import FaultBook
 from .portal import Accepted, PortalState
 from .records import CallRecord, Recorder
-from .replies import Reply, error_reply, fault_reply, json_reply, time_block
+from .replies import MethodResult, Reply, error_reply, fault_reply, method_error, time_block
 from .tokens import TokenStore
 from .validate import METHOD, check_present, normalize, php_int, real_connector_id, validate
-
-
-@dataclass
-class MethodResult:
-    """One method execution: ``result`` on success, else ``error`` (never a ``time`` block)."""
-
-    status: int
-    result: Any = None
-    error: str | None = None
-    description: str = ""
-    time: dict[str, Any] = field(default_factory=dict)
-
-    def reply(self) -> Reply:
-        if self.error is None:
-            return json_reply(self.status, {"result": self.result, "time": self.time})
-        return error_reply(self.error, self.description or None, self.status)
-
-
-def method_error(code: str, description: str | None = None) -> MethodResult:
-    status, desc = lookup(code)
-    return MethodResult(status, error=code, description=description or desc)
 
 
 class RestEndpoint:
@@ -78,8 +56,6 @@ class RestEndpoint:
         reply = self._admit(p, webhook_path) or self._authorize(p, token)
         if reply is None:
             if method == "batch":
-                from .batch import run_batch
-
                 reply = run_batch(self, p, params, t0)
             elif method == METHOD:
                 reply = self.run_method(p, method, params, t0).reply()
