@@ -1,4 +1,5 @@
-"""Transport-independent simulator state and request handling (REST method and OAuth refresh)."""
+"""Transport-independent simulator state: portals and their addresses, tokens, OAuth servers,
+faults, records. Request handling is mixed in from :mod:`b24sim.rest` and :mod:`b24sim.oauth`."""
 
 from __future__ import annotations
 
@@ -8,24 +9,35 @@ import time
 from typing import Any
 
 from .faults import Fault, FaultBook
-from .oauth import OAuthEndpoint
+from .oauth import OAuthEndpoint, OAuthServer
 from .portal import Accepted, Credentials, PortalConfig, PortalState
-from .replies import Reply, error_reply, fault_reply, json_reply, time_block
+from .records import CallRecord, Recorder, RefreshRecord
+from .rest import RestEndpoint
+from .snapshot import snapshot
 from .tokens import TokenStore
-from .validate import METHOD, validate
+
+REDIRECT_STATUSES = (301, 302, 307, 308)
 
 
-class SimCore(OAuthEndpoint):
+class SimCore(RestEndpoint, OAuthEndpoint):
     """All simulator state. Thread-safe; the HTTP layer lives in :mod:`b24sim.server`."""
 
-    def __init__(self, client_id: str, client_secret: str, seed: int | None = 0) -> None:
+    def __init__(
+        self, client_id: str, client_secret: str, seed: int | None = 0, strict: bool = False
+    ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        self.strict = strict
         self._lock = threading.RLock()
         self._portals: dict[str, PortalState] = {}
+        self._routes: dict[tuple[str, str], str] = {}  # (base_url, prefix) -> member_id
+        self._moved: dict[tuple[str, str], tuple[str, int]] = {}  # old address -> (member, status)
+        self._move_ids = itertools.count(1)
+        self._oauth: list[OAuthServer] = []
         self._tokens = TokenStore()
         self._current: dict[str, Credentials] = {}
         self._records: list[Accepted] = []
+        self._recorder = Recorder()
         self._call_ids = itertools.count(1)
         self._faults = FaultBook(seed)
 
@@ -34,17 +46,88 @@ class SimCore(OAuthEndpoint):
     def base_url(self) -> str:
         raise NotImplementedError
 
+    def _open_listener(self, oauth_index: int | None) -> str:
+        """Serve on a new loopback port (REST only, or one OAuth server); its base URL."""
+        raise NotImplementedError
+
     @property
     def oauth_url(self) -> str:
         return f"{self.base_url}/oauth/token/"
 
-    # -- portals and tokens
+    # -- OAuth servers
+    def oauth_server(self, index: int = 0) -> OAuthServer:
+        with self._lock:
+            if not self._oauth:
+                self._oauth.append(OAuthServer(0, self.base_url))
+            try:
+                return self._oauth[index]
+            except IndexError:
+                raise KeyError(f"unknown OAuth server {index}") from None
+
+    def oauth_servers(self) -> list[OAuthServer]:
+        with self._lock:
+            self.oauth_server(0)
+            return list(self._oauth)
+
+    def add_oauth_server(
+        self, delay_s: float = 0.0, client_id: str | None = None, client_secret: str | None = None
+    ) -> OAuthServer:
+        """Another OAuth server (a region) on its own port, sharing the token state."""
+        with self._lock:
+            index = len(self.oauth_servers())
+            srv = OAuthServer(index, self._open_listener(index), delay_s, client_id, client_secret)
+            self._oauth.append(srv)
+            return srv
+
+    def set_oauth_delay(self, delay_s: float, server: int = 0) -> None:
+        """Refreshes at that server wait ``delay_s`` after spending the token before answering."""
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
+        self.oauth_server(server).delay_s = float(delay_s)
+
+    # -- portals and their addresses
     def add_portal(self, config: PortalConfig) -> Credentials:
         with self._lock:
             if config.member_id in self._portals:
                 raise ValueError(f"portal {config.member_id!r} already exists")
-            self._portals[config.member_id] = PortalState.create(config, self.base_url)
+            self.oauth_server(config.oauth_server)  # must exist
+            p = PortalState.create(config, self.base_url)
+            if (p.base_url, p.prefix) in self._moved:
+                raise ValueError(f"address {p.client_endpoint} belongs to a moved portal")
+            self._portals[config.member_id] = p
+            self._routes[(p.base_url, p.prefix)] = config.member_id
             return self.issue_credentials(config.member_id)
+
+    def move_portal(self, member_id: str, status: int = 302, new_port: bool = False) -> str:
+        """The portal changes its address: the old one answers ``status`` with a ``Location`` at
+        the new one (same method path and query). The new address is a second base path on this
+        server, or the same path on a new loopback port. Returns the new ``client_endpoint``."""
+        if status not in REDIRECT_STATUSES:
+            raise ValueError(f"status must be one of {REDIRECT_STATUSES}")
+        with self._lock:
+            p = self._portal(member_id)
+            old = (p.base_url, p.prefix)
+            if new_port:
+                new = (self._open_listener(None), member_id)
+            else:
+                new = (p.base_url, f"{member_id}-moved{next(self._move_ids)}")
+            del self._routes[old]
+            self._moved[old] = (member_id, status)
+            self._routes[new] = member_id
+            p.base_url, p.prefix = new
+            return p.client_endpoint
+
+    def resolve(self, base_url: str, prefix: str) -> tuple[str, int | None] | None:
+        """(member_id, redirect status or None) of an address, None if no portal is there."""
+        with self._lock:
+            mid = self._routes.get((base_url, prefix))
+            if mid is not None:
+                return mid, None
+            return self._moved.get((base_url, prefix))
+
+    def client_endpoint(self, member_id: str) -> str:
+        """The portal's current REST address."""
+        return self._portal(member_id).client_endpoint
 
     def portal_config(self, member_id: str) -> PortalConfig:
         return self._portal(member_id).config
@@ -60,21 +143,25 @@ class SimCore(OAuthEndpoint):
             except KeyError:
                 raise KeyError(f"unknown portal {member_id!r}") from None
 
-    def issue_credentials(self, member_id: str) -> Credentials:
-        """A fresh token pair for the portal (as on install); older tokens stay valid."""
+    # -- tokens
+    def issue_credentials(self, member_id: str, server: int | None = None) -> Credentials:
+        """A fresh token pair for the portal (as on install); older tokens stay valid.
+        ``server``: the OAuth server named in it (default: the portal's)."""
         with self._lock:
             p = self._portal(member_id)
             ttl = p.config.token_ttl_s
-            access, refresh = self._tokens.issue(member_id, ttl)
+            access, refresh, version = self._tokens.issue(member_id, ttl)
+            srv = self.oauth_server(p.config.oauth_server if server is None else server)
             creds = Credentials(
                 member_id=member_id,
                 domain=p.config.domain,
                 client_endpoint=p.client_endpoint,
-                server_endpoint=f"{self.base_url}/rest/",
+                server_endpoint=srv.server_endpoint,
                 access_token=access,
                 refresh_token=refresh,
                 expires_in=int(ttl) if float(ttl).is_integer() else ttl,
                 expires=int(time.time() + ttl),
+                version=version,
             )
             self._current[member_id] = creds
             return creds
@@ -97,6 +184,12 @@ class SimCore(OAuthEndpoint):
         """Every refresh for the portal answers invalid_grant (the app must be reinstalled)."""
         self._portal(member_id).config.refresh_revoked = revoked
 
+    def refuse_in_batch(
+        self, member_id: str, error: str | None = "ERROR_BATCH_METHOD_NOT_ALLOWED"
+    ) -> None:
+        """The portal's ``batch`` answers ``error`` for each imconnector command (None: allow)."""
+        self._portal(member_id).config.batch_refuse = error
+
     # -- faults
     def inject(self, fault: Fault) -> int:
         return self._faults.add(fault)
@@ -112,6 +205,34 @@ class SimCore(OAuthEndpoint):
         with self._lock:
             return [r for r in self._records if portal is None or r.member_id == portal]
 
+    def calls(self, portal: str | None = None) -> list[CallRecord]:
+        """Every REST request addressed to a portal, in arrival order."""
+        return self._recorder.calls(portal)
+
+    def call_outcomes(self, portal: str | None = None) -> dict[str, int]:
+        """Requests per outcome ("success", error code, "redirect_302", ...)."""
+        return self._recorder.call_outcomes(portal)
+
+    def replaced_token_calls(self, portal: str | None = None) -> int:
+        """Requests made with a token that a refresh replaced or was replacing."""
+        return sum(1 for c in self._recorder.calls(portal) if c.with_replaced_token)
+
+    def refresh_requests(
+        self, server: int | None = None, portal: str | None = None
+    ) -> list[RefreshRecord]:
+        """Every token-endpoint request, with the server that got it and the client id/secret."""
+        return self._recorder.refreshes(server, portal)
+
+    def refresh_counts(self) -> dict[int, int]:
+        """Token-endpoint requests per OAuth server index."""
+        return self._recorder.refresh_counts()
+
+    def invalid_grants(self, portal: str | None = None) -> int:
+        """invalid_grant answers given (to refreshes of that portal's tokens)."""
+        return sum(
+            1 for r in self._recorder.refreshes(portal=portal) if r.outcome == "invalid_grant"
+        )
+
     def counters(self, portal: str) -> dict[str, int]:
         with self._lock:
             return dict(self._portal(portal).counters)
@@ -122,136 +243,20 @@ class SimCore(OAuthEndpoint):
     def clear_records(self) -> None:
         with self._lock:
             self._records.clear()
+            self._recorder.clear()
 
     def reset(self) -> None:
         """Clear records, counters, faults, bucket levels, operating time; keep portals, tokens."""
         with self._lock:
-            self._records.clear()
+            self.clear_records()
             self._faults.clear()
             for p in self._portals.values():
                 p.reset()
-
-    def state(self, records: bool = True) -> dict[str, Any]:
-        with self._lock:
-            portals = {}
-            for mid, p in self._portals.items():
-                ops = {}
-                for name, m in p.meters.items():
-                    blocked, total, reset_at = m.check()
-                    ops[name] = {
-                        "operating": total,
-                        "operating_reset_at": reset_at,
-                        "blocked": blocked,
-                    }
-                portals[mid] = {
-                    "config": p.config.to_dict(),
-                    "client_endpoint": p.client_endpoint,
-                    "counters": dict(p.counters),
-                    "bucket_level": p.bucket.level,
-                    "operating": ops,
-                    "accepted": sum(1 for r in self._records if r.member_id == mid),
-                    "credentials": self._current[mid].to_dict(),
-                }
-            out: dict[str, Any] = {
-                "base_url": self.base_url,
-                "oauth_url": self.oauth_url,
-                "portals": portals,
-                "faults": [f.to_dict() for f in self._faults.list()],
-                "accepted_total": len(self._records),
-            }
-            if records:
-                out["accepted"] = [r.to_dict() for r in self._records]
-            return out
 
     def _count(self, p: PortalState, *names: str) -> None:
         with self._lock:
             for n in names:
                 p.counters[n] += 1
 
-    # -- request handling
-    def rest_call(
-        self, member_id: str | None, method: str, params: dict[str, Any], webhook_path: bool = False
-    ) -> Reply:
-        t0 = time.time()
-        if member_id is None:
-            return error_reply("WRONG_AUTH_TYPE")
-        p = self._portals.get(member_id)
-        if p is None:
-            return error_reply("PORTAL_NOT_FOUND")
-        reply = self._admit(p, webhook_path) or self._authorize(p, params)
-        if reply is not None:
-            return reply
-        method = method.lower().removesuffix(".json")
-        if method != METHOD:
-            return error_reply("ERROR_METHOD_NOT_FOUND")
-        return self._deliver(p, method, params, t0)
-
-    def _admit(self, p: PortalState, webhook_path: bool) -> Reply | None:
-        self._count(p, "calls")
-        if not p.bucket.try_add():
-            self._count(p, "rate_limited_503")
-            return error_reply("QUERY_LIMIT_EXCEEDED")
-        action = self._faults.consult(p.config.member_id, "rest")
-        if action.fault_ids:
-            self._count(p, "faults_injected")
-        faulted = fault_reply(action, oauth=False)
-        if faulted is not None:
-            return faulted
-        if webhook_path:
-            self._count(p, "wrong_auth_type_403")
-            return error_reply("WRONG_AUTH_TYPE")
-        return None
-
-    def _authorize(self, p: PortalState, params: dict[str, Any]) -> Reply | None:
-        acc = self._tokens.get(str(params.get("auth") or ""))
-        if acc is None or acc.member_id != p.config.member_id:
-            self._count(p, "unauthorized_401", "no_auth_401")
-            return error_reply("NO_AUTH_FOUND")
-        if acc.expires_at <= time.monotonic():
-            self._count(p, "unauthorized_401", "expired_token_401")
-            return error_reply("expired_token")
-        if acc.webhook:
-            self._count(p, "wrong_auth_type_403")
-            return error_reply("WRONG_AUTH_TYPE")
-        return None
-
-    def _deliver(self, p: PortalState, method: str, params: dict[str, Any], t0: float) -> Reply:
-        meter = p.meter(method)
-        blocked, total, reset_at = meter.check()
-        if blocked:
-            self._count(p, "operation_limit_429")
-            return error_reply(
-                "OPERATION_TIME_LIMIT", extra={"time": time_block(t0, total, reset_at)}
-            )
-        err = validate(params, method)
-        if err is not None:
-            self._count(p, "error_argument_400")
-            return error_reply("ERROR_ARGUMENT", err)
-        connector = str(params["CONNECTOR"])
-        if p.config.connectors is not None and connector not in p.config.connectors:
-            self._count(p, "no_provider_400")
-            return error_reply("IMCONNECTOR_NO_CORRECT_PROVIDER")
-        total, reset_at = meter.add(p.config.operating_per_call_s)
-        msgs: list[dict[str, Any]] = params["MESSAGES"]
-        with self._lock:
-            call_id = next(self._call_ids)
-            for i, m in enumerate(msgs):
-                self._records.append(
-                    Accepted(
-                        member_id=p.config.member_id,
-                        connector=connector,
-                        line=int(params["LINE"]),
-                        im=m["im"],
-                        message=m.get("message"),
-                        chat=m.get("chat"),
-                        arrived_at=time.time(),
-                        call_id=call_id,
-                        batch_size=len(msgs),
-                        index=i,
-                    )
-                )
-            p.counters["success"] += 1
-            p.counters["accepted_messages"] += len(msgs)
-        return json_reply(
-            200, {"result": {"SUCCESS": True, "DATA": []}, "time": time_block(t0, total, reset_at)}
-        )
+    def state(self, records: bool = True) -> dict[str, Any]:
+        return snapshot(self, records)

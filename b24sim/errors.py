@@ -1,7 +1,10 @@
 """Error codes of the Bitrix24 REST API and the OAuth server, with their HTTP statuses.
 
-Source: BITRIX24.md (method page of imconnector.send.status.delivery,
-``_includes/system-errors.md``, ``limits.md``, ``settings/oauth/auto-renewal.md``).
+Sources: the REST docs (the method page of imconnector.send.status.delivery,
+``_includes/system-errors.md``, ``limits.md``, ``settings/oauth/auto-renewal.md``), the ``rest`` and
+``imconnector`` module source, and the codes the official SDKs handle. Where no source gives the
+HTTP status, the comment beside the code says which one the simulator chose; a fault's ``status``
+overrides it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ REST_ERRORS: dict[str, tuple[int, str]] = {
     "WRONG_AUTH_TYPE": (403, "Current authorization type is denied for this method"),
     "ERROR_ARGUMENT": (400, "Argument CONNECTOR, LINE or MESSAGES is null or empty"),
     "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, "No provider for the connector"),
+    # imconnector module source: the connector is not active on the line (undocumented)
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": (400, "Connector not specified"),
     # system errors any method may return
     "INTERNAL_SERVER_ERROR": (500, "Internal server error"),
     "ERROR_UNEXPECTED_ANSWER": (500, "Server returned an unexpected response"),
@@ -30,8 +35,15 @@ REST_ERRORS: dict[str, tuple[int, str]] = {
     ),
     "expired_token": (401, "The access token provided has expired."),
     "user_access_error": (403, "The user does not have access to the application."),
-    "PORTAL_DELETED": (500, "Portal was deleted"),
+    # the docs' table says 500; the rest module source throws it with 403 (b24pysdk expects 410)
+    "PORTAL_DELETED": (403, "Portal was deleted"),
     "OPERATION_TIME_LIMIT": (429, "Method is blocked due to operation time limit."),
+    # seen in the official SDKs
+    "invalid_token": (401, "unable to get application by token"),  # b24jssdk: 401
+    "NOT_INSTALLED": (403, "Application not installed"),  # status undocumented: 403 chosen
+    "authorization_error": (401, "Authorization error"),  # status undocumented: 401 chosen
+    "PAYMENT_REQUIRED": (402, "Payment required"),  # status undocumented: 402 chosen
+    "ERROR_OAUTH": (401, "OAuth error"),  # status undocumented: 401 chosen
 }
 
 # Not in the documented tables; what the simulator answers for paths it does not know.
@@ -40,13 +52,17 @@ SIM_ERRORS: dict[str, tuple[int, str]] = {
     "PORTAL_NOT_FOUND": (404, "Portal not found (simulator)"),
 }
 
-# Token endpoint errors. The docs do not give statuses; the simulator answers 400 for all of them.
+# Token endpoint errors. The docs give no statuses: 400 unless an SDK shows another one.
 OAUTH_ERRORS: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "Invalid request"),
-    "invalid_client": (400, "Invalid client_id or client_secret"),
+    "invalid_client": (401, "Invalid client_id or client_secret"),  # b24phpsdk: 401
     "invalid_scope": (400, "Invalid scope"),
     "invalid_grant": (400, "Invalid grant: refresh token expired, revoked or already used"),
     "PAYMENT_REQUIRED": (400, "Payment required"),
+    "wrong_client": (200, "Wrong client"),  # b24pysdk: it comes with HTTP 200
+    "insufficient_scope": (400, "Insufficient scope"),
+    "NOT_INSTALLED": (400, "Application not installed"),
+    "authorization_error": (400, "Authorization error"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Fault injection: error codes, 5xx bursts, latency, dropped connections, non-JSON, overload."""
+"""Fault injection: error codes, 5xx bursts, latency, dropped connections, non-JSON, overload,
+and the HTTP 200 ``SUCCESS: false`` answer of older portals."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any, Literal
 
 from .errors import lookup
 
-FaultKind = Literal["error", "latency", "drop", "non_json", "overload"]
-FaultTarget = Literal["rest", "oauth"]
-KINDS: tuple[str, ...] = ("error", "latency", "drop", "non_json", "overload")
+FaultKind = Literal["error", "latency", "drop", "non_json", "overload", "success_false"]
+FaultTarget = Literal["rest", "oauth", "batch_command"]
+KINDS: tuple[str, ...] = ("error", "latency", "drop", "non_json", "overload", "success_false")
+TARGETS: tuple[str, ...] = ("rest", "oauth", "batch_command")
 
 DEFAULT_HTML = (
     "<html><head><title>502 Bad Gateway</title></head><body>"
@@ -27,10 +29,13 @@ class Fault:
     ``kind``: "error" (answer ``error`` with its documented status, or ``status``), "latency"
     (sleep ``latency_s`` then continue normally), "drop" (close the socket without an answer),
     "non_json" (answer ``body``/an HTML page with ``status``, default 502), "overload"
-    (``OVERLOAD_LIMIT`` until cleared). Setting ``error`` alone implies kind "error".
+    (``OVERLOAD_LIMIT`` until cleared), "success_false" (HTTP 200 ``{"result": {"SUCCESS":
+    false}}``, as older portals answered a failure). Setting ``error`` alone implies kind "error".
     ``portal``: member_id, or None for every portal. ``count``: fire on the next K matching calls;
     ``fraction``: fire on that share of calls (seeded RNG); neither: every call until cleared.
-    ``target``: "rest" (portal REST calls) or "oauth" (the token endpoint).
+    ``target``: "rest" (portal REST requests, a ``batch`` as a whole), "oauth" (the token
+    endpoints) or "batch_command" (one command inside a ``batch``: only "error" kinds apply);
+    ``server``: with "oauth", only that OAuth server's index (None: every one).
     """
 
     kind: FaultKind = "error"
@@ -43,13 +48,16 @@ class Fault:
     body: str | None = None
     description: str | None = None
     target: FaultTarget = "rest"
+    server: int | None = None
     seed: int | None = None
     id: int = field(default=0, compare=False)
     fired: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}")
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown fault target {self.target!r}; one of {', '.join(TARGETS)}")
         if self.kind == "overload":
             self.error = "OVERLOAD_LIMIT"
         if self.kind == "error" and not self.error:
@@ -76,7 +84,7 @@ class FaultAction:
     """What to do with one request after the faults were consulted."""
 
     latency_s: float = 0.0
-    kind: str | None = None  # None: proceed normally; "error" | "drop" | "non_json"
+    kind: str | None = None  # None: proceed normally; "error" | "drop" | "non_json" | ...
     status: int = 200
     error: str = ""
     description: str = ""
@@ -130,11 +138,15 @@ class FaultBook:
             return self._rngs[f.id].random() < f.fraction
         return True
 
-    def consult(self, member_id: str | None, target: FaultTarget) -> FaultAction:
+    def consult(
+        self, member_id: str | None, target: FaultTarget, server: int | None = None
+    ) -> FaultAction:
         action = FaultAction()
         with self._lock:
             for f in self._faults:
                 if f.target != target or (f.portal is not None and f.portal != member_id):
+                    continue
+                if f.server is not None and f.server != server:
                     continue
                 if f.kind == "latency":
                     if self._fires(f):

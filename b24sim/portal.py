@@ -7,6 +7,7 @@ from typing import Any
 
 from .bucket import LeakyBucket
 from .operating import OperatingMeter
+from .validate import real_connector_id
 
 COUNTER_NAMES: tuple[str, ...] = (
     "calls",  # every REST request addressed to the portal
@@ -20,15 +21,30 @@ COUNTER_NAMES: tuple[str, ...] = (
     "wrong_auth_type_403",
     "error_argument_400",
     "no_provider_400",
+    "not_active_connector_400",
+    "success_false",  # injected HTTP 200 {"SUCCESS": false} answers
     "faults_injected",
+    "redirects",  # calls at an old address answered with a redirect
+    "replaced_token_calls",  # calls with a token replaced or being replaced by a refresh
+    "batch_requests",
+    "batch_commands",
     "refreshes",
     "refresh_failures",
+    "invalid_grant",
 )
 
 
 @dataclass
 class PortalConfig:
-    """One simulated portal. ``rate_per_s``/``burst`` default to 2/50 (enterprise: 5/250)."""
+    """One simulated portal. ``rate_per_s``/``burst`` default to 2/50 (enterprise: 5/250).
+
+    ``connectors``: connector ids with a provider (None: any). ``lines``: line -> connector ids
+    active on it (None: any connector on any line); a known connector not active on the line
+    answers IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR. Ids are compared as the portal does
+    (lowercased, cut at the first "."). ``oauth_server``: index of the OAuth server that issues
+    its tokens (0: the main one). ``batch_refuse``: the error code this portal's ``batch`` answers
+    for imconnector.send.status.delivery commands (None: allowed, as the rest source implies).
+    """
 
     member_id: str
     domain: str = ""
@@ -37,6 +53,9 @@ class PortalConfig:
     enterprise: bool = False
     token_ttl_s: float = 3600.0
     connectors: list[str] | None = None  # None: any connector is accepted
+    lines: dict[int, list[str]] | None = None  # None: every connector is active on every line
+    oauth_server: int = 0
+    batch_refuse: str | None = None
     refresh_latency_s: float = 0.0
     operating_per_call_s: float = 0.001
     operating_limit_s: float = 480.0
@@ -54,6 +73,17 @@ class PortalConfig:
             self.domain = f"{self.member_id}.bitrix24.test"
         if self.token_ttl_s <= 0:
             raise ValueError("token_ttl_s must be > 0")
+        if self.connectors is not None:
+            self.connectors = [real_connector_id(c) for c in self.connectors]
+        if self.lines is not None:
+            try:
+                self.lines = {
+                    int(k): [real_connector_id(c) for c in v] for k, v in self.lines.items()
+                }
+            except (TypeError, ValueError, AttributeError):
+                raise ValueError("lines must map line numbers to lists of connector ids") from None
+        if self.oauth_server < 0:
+            raise ValueError("oauth_server must be >= 0")
 
     @property
     def effective_rate(self) -> float:
@@ -93,12 +123,15 @@ class Credentials:
     refresh_token: str
     expires_in: float
     expires: int
+    version: int = 0  # the portal's token version: 1 on install, +1 per issued pair
 
     def as_register_kwargs(self) -> dict[str, Any]:
+        """The auth block as an install event carries it (``server_endpoint`` included)."""
         return {
             "member_id": self.member_id,
             "domain": self.domain,
             "client_endpoint": self.client_endpoint,
+            "server_endpoint": self.server_endpoint,
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "expires_in": self.expires_in,
@@ -110,18 +143,23 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Accepted:
-    """One accepted MESSAGES element."""
+    """One accepted MESSAGES element; ``im``/``message``/``chat`` as sent (no ids are checked).
+
+    ``via``: "direct" or "batch" (then ``command`` is the batch command's name).
+    """
 
     member_id: str
     connector: str
     line: int
-    im: dict[str, Any]
-    message: dict[str, Any] | None
-    chat: dict[str, Any] | None
+    im: Any
+    message: Any
+    chat: Any
     arrived_at: float
     call_id: int
     batch_size: int
     index: int
+    via: str = "direct"
+    command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,8 +167,11 @@ class Accepted:
 
 @dataclass
 class PortalState:
+    """A portal's address is ``{base_url}/{prefix}/rest/``; a move changes one or both."""
+
     config: PortalConfig
-    client_endpoint: str
+    base_url: str
+    prefix: str
     bucket: LeakyBucket
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
     meters: dict[str, OperatingMeter] = field(default_factory=dict)
@@ -139,9 +180,14 @@ class PortalState:
     def create(cls, config: PortalConfig, base_url: str) -> PortalState:
         return cls(
             config=config,
-            client_endpoint=f"{base_url}/{config.member_id}/rest/",
+            base_url=base_url,
+            prefix=config.member_id,
             bucket=LeakyBucket(config.effective_rate, config.effective_burst),
         )
+
+    @property
+    def client_endpoint(self) -> str:
+        return f"{self.base_url}/{self.prefix}/rest/"
 
     def meter(self, method: str) -> OperatingMeter:
         m = self.meters.get(method)

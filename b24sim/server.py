@@ -1,22 +1,26 @@
-"""HTTP layer: keep-alive ThreadingHTTPServer, routing, ``/_sim/`` control endpoints, Simulator."""
+"""HTTP layer: keep-alive ThreadingHTTPServer listeners, routing, and the Simulator.
+
+One main listener serves portals, the main OAuth server (index 0) and ``/_sim/``. Each extra OAuth
+server (a region) has its own loopback port serving only ``/oauth/token/``; a portal moved to a
+new port gets a listener serving only portals.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
-from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .control import control
 from .core import SimCore
 from .faults import Fault
 from .portal import PortalConfig
-from .replies import Reply, error_reply, json_reply
+from .replies import Reply, error_reply, redirect_reply
 from .validate import parse_params
 
 
@@ -25,11 +29,18 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], sim: Simulator) -> None:
+    def __init__(self, addr: tuple[str, int], sim: SimCore, role: str, oauth_index: int) -> None:
         self.sim = sim
+        self.role = role  # "main", "oauth" or "portal"
+        self.oauth_index = oauth_index
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(addr, _Handler)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
 
     def close_connections(self) -> None:
         with self.conns_lock:
@@ -73,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         ctype = self.headers.get("Content-Type") or ""
         try:
-            reply = route(self.server.sim, self.command, url.path, url.query, body, ctype)
+            reply = route(self.server, self.command, url.path, url.query, body, ctype)
         except Exception as exc:  # a simulator bug must not look like a hung server
             reply = error_reply("INTERNAL_SERVER_ERROR", f"simulator error: {exc!r}")
         if reply.drop:
@@ -85,79 +96,52 @@ class _Handler(BaseHTTPRequestHandler):
             phrase = HTTPStatus(reply.status).phrase
         except ValueError:
             phrase = "Unknown"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
         head = (
             f"HTTP/1.1 {reply.status} {phrase}\r\n"
             f"Content-Type: {reply.content_type}\r\n"
             f"Content-Length: {len(reply.body)}\r\n"
+            + extra
             + ("Connection: close\r\n" if self.close_connection else "")
             + "\r\n"
         )
         self.wfile.write(head.encode("latin-1") + reply.body)
 
 
-def route(sim: Simulator, verb: str, path: str, query: str, body: bytes, ctype: str) -> Reply:
-    if path.startswith("/_sim/"):
+def route(server: _Server, verb: str, path: str, query: str, body: bytes, ctype: str) -> Reply:
+    sim, role = server.sim, server.role
+    if role == "main" and path.startswith("/_sim/"):
         return control(sim, verb, path[len("/_sim/") :].strip("/"), query, body)
     try:
         params = parse_params(query, body, ctype)
     except ValueError:
         params = dict(parse_qsl(query))
-    if path.rstrip("/") == "/oauth/token":
-        return sim.oauth_token(params)
+    if path.rstrip("/") == "/oauth/token" and role != "portal":
+        return sim.oauth_token(params, server.oauth_index)
     parts = [x for x in path.split("/") if x]
-    if parts and parts[0] == "rest":  # /rest/{user}/{code}/{method}: a webhook URL
+    if role == "main" and parts and parts[0] == "rest":  # /rest/{user}/{code}/{method}: webhook
         return sim.rest_call(None, parts[-1] if len(parts) > 1 else "", params, webhook_path=True)
-    if len(parts) >= 3 and parts[1] == "rest":  # /{member_id}/rest/{method}
+    if role != "oauth" and len(parts) >= 3 and parts[1] == "rest":  # /{prefix}/rest/{method}
+        address = f"{server.base_url}/{parts[0]}/rest/"
+        target = sim.resolve(server.base_url, parts[0])
+        if target is None:
+            return error_reply("PORTAL_NOT_FOUND")
+        member_id, redirect = target
+        if redirect is not None:
+            location = sim.client_endpoint(member_id) + "/".join(parts[2:])
+            sim.record_redirect(member_id, parts[-1], address, redirect)
+            return redirect_reply(redirect, location + (f"?{query}" if query else ""))
         webhook = len(parts) > 3
-        return sim.rest_call(parts[0], parts[-1], params, webhook_path=webhook)
+        return sim.rest_call(member_id, parts[-1], params, webhook_path=webhook, address=address)
     return error_reply("ERROR_METHOD_NOT_FOUND", status=404)
 
 
-def control(sim: Simulator, verb: str, name: str, query: str, body: bytes) -> Reply:
-    try:
-        data: dict[str, Any] = json.loads(body) if body.strip() else {}
-        data.update(dict(parse_qsl(query)))
-        return _control(sim, verb, name, data)
-    except (ValueError, TypeError, KeyError) as exc:
-        return json_reply(400, {"error": "SIM_BAD_REQUEST", "error_description": str(exc)})
-
-
-def _ok(fn: Callable[[], None]) -> dict[str, Any]:
-    fn()
-    return {"ok": True}
-
-
-def _control(sim: Simulator, verb: str, name: str, data: dict[str, Any]) -> Reply:
-    portal = data.get("portal")
-    fid = data.get("id")
-    actions: dict[tuple[str, str], Callable[[], Any]] = {
-        ("GET", "state"): lambda: sim.state(
-            records=data.get("records", "1") not in ("0", 0, False)
-        ),
-        ("POST", "portals"): lambda: sim.add_portal(PortalConfig.from_dict(data)).to_dict(),
-        ("POST", "faults"): lambda: {"id": sim.inject(Fault.from_dict(data))},
-        ("DELETE", "faults"): lambda: {
-            "removed": sim.clear_faults(portal, int(fid) if fid else None)
-        },
-        ("POST", "reset"): lambda: _ok(sim.reset),
-        ("POST", "clear_records"): lambda: _ok(sim.clear_records),
-        ("POST", "expire_tokens"): lambda: {"expired": sim.expire_tokens(portal)},
-        ("POST", "revoke_refresh"): lambda: _ok(
-            lambda: sim.revoke_refresh(str(portal), bool(data.get("revoked", True)))
-        ),
-        ("POST", "webhook_token"): lambda: {"token": sim.webhook_token(str(portal))},
-        ("POST", "credentials"): lambda: sim.issue_credentials(str(portal)).to_dict(),
-    }
-    action = actions.get((verb, name))
-    if action is None:
-        return json_reply(
-            404, {"error": "SIM_NOT_FOUND", "error_description": f"{verb} /_sim/{name}"}
-        )
-    return json_reply(200, action())
-
-
 class Simulator(SimCore):
-    """A running simulator: ``start()`` serves in a background thread; also a context manager."""
+    """A running simulator: ``start()`` serves in a background thread; also a context manager.
+
+    ``oauth_servers``: extra OAuth servers (regions, indexes 1..n) started with it, each on its own
+    port. ``strict``: also apply the spec's element checks (the portal itself does not).
+    """
 
     def __init__(
         self,
@@ -168,48 +152,64 @@ class Simulator(SimCore):
         portals: list[PortalConfig] | None = None,
         faults: list[Fault] | None = None,
         seed: int | None = 0,
+        oauth_servers: int = 0,
+        strict: bool = False,
     ) -> None:
-        super().__init__(client_id, client_secret, seed)
+        super().__init__(client_id, client_secret, seed, strict)
         self.host = host
         self.port = port
         self._initial_portals = list(portals or [])
+        self._initial_oauth = oauth_servers
         for f in faults or []:
             self.inject(f)
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._listeners: list[tuple[_Server, threading.Thread]] = []
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.base_url
+
+    def _serve(self, port: int, role: str, oauth_index: int) -> _Server:
+        server = _Server((self.host, port), self, role, oauth_index)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"b24sim-{role}",
+            daemon=True,
+        )
+        thread.start()
+        self._listeners.append((server, thread))
+        return server
+
+    def _open_listener(self, oauth_index: int | None) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        role = "portal" if oauth_index is None else "oauth"
+        return self._serve(0, role, oauth_index or 0).base_url
 
     def start(self) -> Simulator:
         if self._server is not None:
             return self
-        self._server = _Server((self.host, self.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="b24sim",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server = self._serve(self.port, "main", 0)
+        for _ in range(self._initial_oauth):
+            self.add_oauth_server()
         for cfg in self._initial_portals:
             self.add_portal(cfg)
         self._initial_portals = []
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
+        if self._server is None:
             return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._server = None
+        listeners, self._listeners = self._listeners, []
+        for server, thread in listeners:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+            thread.join(timeout=5)
 
     def __enter__(self) -> Simulator:
         return self.start()

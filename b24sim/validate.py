@@ -1,4 +1,6 @@
-"""Request parameter parsing (JSON, form, PHP-style keys) and validation against the method spec."""
+"""Request parameters: parsing (JSON, form, PHP-style keys), the portal's own normalisation and
+checks (lenient, as the imconnector module does), and the stricter spec validation (strict mode).
+"""
 
 from __future__ import annotations
 
@@ -146,4 +148,52 @@ def validate(params: dict[str, Any], method: str = METHOD) -> str | None:
                 err = _check_element(el, fields, i)
                 if err:
                     return err
+    return None
+
+
+REQUIRED = ("CONNECTOR", "LINE", "MESSAGES")
+
+
+def real_connector_id(connector: Any) -> str:
+    """The connector id as the portal looks it up: lowercased, cut at its first ``.``."""
+    return str(connector).lower().split(".", 1)[0]
+
+
+def php_int(value: Any) -> int:
+    """PHP's ``(int)`` of a scalar: leading digits of a string, else 0."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    m = re.match(r"\s*([+-]?\d+)", str(value))
+    return int(m.group(1)) if m else 0
+
+
+def normalize(params: dict[str, Any]) -> dict[str, Any]:
+    """What the module reads: top-level names matched case-insensitively (the first spelling wins),
+    ``MESSAGES`` element keys lowercased. Names not of the method keep their spelling."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        upper = key.upper() if isinstance(key, str) else key
+        name = upper if upper in REQUIRED else key
+        if name not in out:
+            out[name] = value
+    msgs = out.get("MESSAGES")
+    if isinstance(msgs, dict):  # a JSON object is a PHP array too: its values are the elements
+        msgs = list(msgs.values())
+    if isinstance(msgs, list):
+        out["MESSAGES"] = [
+            {str(k).lower(): v for k, v in el.items()} if isinstance(el, dict) else el
+            for el in msgs
+        ]
+    return out
+
+
+def check_present(params: dict[str, Any]) -> str | None:
+    """The module's only argument check: a missing or null parameter, MESSAGES not an array."""
+    for name in REQUIRED:
+        if params.get(name) is None:
+            return f"Argument '{name}' is null or empty"
+    if not isinstance(params["MESSAGES"], list):
+        return "The value of an argument 'MESSAGES' must be of type array"
     return None

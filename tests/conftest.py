@@ -63,7 +63,7 @@ def settings(redis_url: str) -> Settings:
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=7) as s:
+    with Simulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=7, strict=True) as s:
         yield s
 
 

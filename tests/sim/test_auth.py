@@ -63,7 +63,9 @@ def test_refresh_rotates_and_is_single_use(
     data = r.json()
     assert set(data) == REFRESH_KEYS
     assert data["member_id"] == "m1"
-    assert data["domain"] == "m1.example"
+    # auto-renewal.md: `domain` is the OAuth server's host, not the portal's
+    assert data["domain"] == sim.base_url.removeprefix("http://")
+    assert data["server_endpoint"] == f"{sim.base_url}/rest/"
     assert data["client_endpoint"] == creds.client_endpoint
     assert data["expires_in"] == 3600
     assert data["expires"] > time.time() + 3500
@@ -94,9 +96,10 @@ def test_refresh_after_expiry_recovers(
 
 
 def test_invalid_client(sim: Simulator, creds: Credentials, session: requests.Session) -> None:
+    """invalid_client comes with HTTP 401 (b24phpsdk handles it so)."""
     for over in ({"client_id": "other"}, {"client_secret": "wrong"}):
         r = refresh(session, sim, creds.refresh_token, **over)
-        assert r.status_code == 400
+        assert r.status_code == 401
         assert r.json() == {
             "error": "invalid_client",
             "error_description": r.json()["error_description"],

@@ -71,3 +71,54 @@ def test_startup_under_one_second() -> None:
     with Simulator() as sim, requests.Session() as s:
         assert s.get(sim.base_url + "/_sim/state", timeout=5).status_code == 200
         assert time.perf_counter() - t0 < 1.0
+
+
+def test_cli_new_switches(tmp_path: Path) -> None:
+    """--oauth-servers, --portal-oauth-server, --oauth-delay, --move, --refuse-in-batch,
+    --strict: the printed line names the regional token URLs and the moved address."""
+    cmd = [sys.executable, "-m", "b24sim", "--port", "0", "--portal", "m1", "--portal", "m2"]
+    cmd += ["--oauth-servers", "1", "--portal-oauth-server", "1", "--oauth-delay", "0.05"]
+    cmd += ["--move", "m1:307", "--refuse-in-batch", "WRONG_AUTH_TYPE", "--strict"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert len(info["oauth_servers"]) == 2
+        assert info["oauth_servers"][0] == info["oauth_url"]
+        m1 = info["portals"]["m1"]
+        assert (
+            m1["server_endpoint"] == info["oauth_servers"][1].removesuffix("oauth/token/") + "rest/"
+        )
+        assert set(info["moved"]) == {"m1"} and info["moved"]["m1"] != m1["client_endpoint"]
+        with requests.Session() as s:
+            r = s.get(m1["client_endpoint"] + METHOD, allow_redirects=False, timeout=5)
+            assert (r.status_code, r.headers["Location"]) == (307, info["moved"]["m1"] + METHOD)
+            st = s.get(info["base_url"] + "/_sim/state?records=0", timeout=5).json()
+            assert st["strict"] is True
+            assert [o["delay_s"] for o in st["oauth_servers"]] == [0.05, 0.05]
+            assert st["portals"]["m2"]["config"]["batch_refuse"] == "WRONG_AUTH_TYPE"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_cli_help_documents_the_switches() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "b24sim", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    for flag in ("--strict", "--oauth-servers", "--oauth-delay", "--move", "--refuse-in-batch"):
+        assert flag in r.stdout
+    assert "/_sim/" in r.stdout

@@ -29,19 +29,33 @@ DOCUMENTED = {
     "insufficient_scope": 403,
     "expired_token": 401,
     "user_access_error": 403,
-    "PORTAL_DELETED": 500,
+    "PORTAL_DELETED": 403,  # the docs' table says 500; the rest module source throws 403
     "OPERATION_TIME_LIMIT": 429,
+    # imconnector module source
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": 400,
+    # seen in the official SDKs (statuses other than invalid_token's are the simulator's choice)
+    "invalid_token": 401,
+    "NOT_INSTALLED": 403,
+    "authorization_error": 401,
+    "PAYMENT_REQUIRED": 402,
+    "ERROR_OAUTH": 401,
 }
 
 
 def test_table_matches_docs() -> None:
+    """system-errors.md, the method page, the module source and the SDKs' codes, with statuses;
+    token-endpoint codes of auto-renewal.md plus those the SDKs handle."""
     assert {k: v[0] for k, v in REST_ERRORS.items()} == DOCUMENTED
-    assert set(OAUTH_ERRORS) == {
-        "invalid_request",
-        "invalid_client",
-        "invalid_scope",
-        "invalid_grant",
-        "PAYMENT_REQUIRED",
+    assert {k: v[0] for k, v in OAUTH_ERRORS.items()} == {
+        "invalid_request": 400,
+        "invalid_client": 401,  # b24phpsdk
+        "invalid_scope": 400,
+        "invalid_grant": 400,
+        "PAYMENT_REQUIRED": 400,
+        "wrong_client": 200,  # b24pysdk: with HTTP 200
+        "insufficient_scope": 400,
+        "NOT_INSTALLED": 400,
+        "authorization_error": 400,
     }
 
 

@@ -94,6 +94,7 @@ def test_constructor_portals_and_faults() -> None:
             "member_id",
             "domain",
             "client_endpoint",
+            "server_endpoint",
             "access_token",
             "refresh_token",
             "expires_in",
