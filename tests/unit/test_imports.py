@@ -61,3 +61,18 @@ def test_invalid_settings_stop_the_app_with_the_variable_named() -> None:
     assert done.returncode != 0
     assert "REDIS_URL='bogus' is invalid" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_app_gets_the_patched_transport_even_after_an_earlier_connection() -> None:
+    code = textwrap.dedent(
+        """
+        from kombu import Connection
+        Connection("redis://127.0.0.1:1/0").transport  # a producer's, before the app exists
+        import worker
+        from worker.broker import Transport
+        with worker.app.connection_for_write() as connection:
+            assert isinstance(connection.transport, Transport), type(connection.transport)
+        """
+    )
+    done = _run(code, REDIS_URL="redis://127.0.0.1:1/0")
+    assert done.returncode == 0, done.stderr
