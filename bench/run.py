@@ -37,8 +37,11 @@ from b24producer import Producer
 from b24sim import METHOD
 from bench import naive, report
 from bench.measure import Row, Sent, permitted_row, sim_row
-from bench.procs import Procs, Sim, celery_worker, child_env
+from bench.procs import Sim, celery_worker
+from devtools.procs import Procs, WaitTimeout, child_env
+from devtools.procs import wait_for as procs_wait_for
 from devtools.redis_local import LocalRedis
+from worker.keys import Keys
 
 CLIENT_ID = "app.bench"
 CLIENT_SECRET = "bench-secret"
@@ -128,11 +131,11 @@ def enqueue(send: Callable[[int, int], object], lines: list[int], n: int, base: 
 
 
 def wait_for(done: Callable[[], bool], deadline: float, poll_s: float = 0.1) -> bool:
-    while not done():
-        if time.time() > deadline:
-            return False
-        time.sleep(poll_s)
-    return True
+    """True once `done()` holds, False when the wall-clock `deadline` passed first."""
+    try:
+        return bool(procs_wait_for(done, max(0.0, deadline - time.time()), interval_s=poll_s))
+    except WaitTimeout:
+        return False
 
 
 def accepted(ctx: Ctx, portal: str) -> int:
@@ -145,15 +148,14 @@ def sim_records(ctx: Ctx, portal: str) -> tuple[dict[str, Any], list[dict[str, A
 
 
 def start_fleet(ctx: Ctx, app: str, queues: str, names: list[str], beat: bool) -> list[Any]:
-    beat_dirs = [ctx.procs.logdir if beat and i == 0 else None for i in range(len(names))]
     fleet = [
-        celery_worker(ctx.procs, app, name, queues, ctx.env, beat_dir)
-        for name, beat_dir in zip(names, beat_dirs, strict=True)
+        celery_worker(ctx.procs, app, name, queues, ctx.env, beat and i == 0)
+        for i, name in enumerate(names)
     ]
     want = {f"{name}@bench" for name in names}
     deadline = time.time() + 60
     while True:
-        if any(p.poll() is not None for p in fleet) or time.time() > deadline:
+        if any(not child.alive() for child in fleet) or time.time() > deadline:
             raise RuntimeError(f"{app} workers did not start; see {ctx.procs.logdir}")
         replies = ctx.producer.app.control.ping(destination=sorted(want), timeout=1.0)
         if want <= {name for reply in replies for name in reply}:
@@ -167,14 +169,14 @@ def register(ctx: Ctx, portal: str, limits: dict[str, float], own_budget: bool) 
     creds = ctx.sim.add_portal(portal, limits["rate_per_s"], limits["burst"])
     extra = {"rate_per_s": limits["rate_per_s"], "rate_burst": int(limits["burst"])}
     ctx.producer.register_portal(**creds, **(extra if own_budget else {}))
-    if not wait_for(lambda: ctx.r.sismember(f"{PREFIX}:portals", portal), time.time() + 30):
+    if not wait_for(lambda: ctx.r.sismember(Keys(PREFIX).portals, portal), time.time() + 30):
         raise RuntimeError(f"portal {portal} was not registered; see {ctx.procs.logdir}")
 
 
 def ours(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: int) -> Row:
     """The real pipeline: N x delivery.confirm, until the simulator accepted them all."""
     register(ctx, portal, limits, own_budget=limits is not DOC)
-    dead_before = int(ctx.r.hget(f"{PREFIX}:stats", "dead_lettered") or 0)
+    dead_before = int(ctx.r.hget(Keys(PREFIX).stats, "dead_lettered") or 0)
 
     def send(mid: int, line: int) -> object:
         return ctx.producer.confirm(portal=portal, connector=CONNECTOR, line=line, **element(mid))
@@ -183,7 +185,7 @@ def ours(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: i
     wait_for(lambda: accepted(ctx, portal) >= n, sent.t0 + ctx.plan.timeout_s, 0.05)
     stopped = time.time()
     state, records = sim_records(ctx, portal)
-    dead = int(ctx.r.hget(f"{PREFIX}:stats", "dead_lettered") or 0) - dead_before
+    dead = int(ctx.r.hget(Keys(PREFIX).stats, "dead_lettered") or 0) - dead_before
     return sim_row(
         "ours (batched pipeline)",
         _portal_label(limits, lines),
@@ -306,19 +308,17 @@ def run_all(ctx: Ctx) -> tuple[dict[str, Row], dict[str, str]]:
     plan, rows, extra = ctx.plan, {}, {"load_before": _load()}
     fleet = start_fleet(ctx, "worker", "celery,flush", ["ours1", "ours2"], beat=True)
     warm_ours(ctx)
-    ctx.r.delete(f"{PREFIX}:stats")
+    ctx.r.delete(Keys(PREFIX).stats)
     rows["ours_doc"] = ours(ctx, "doc-ours", DOC, [1, 2], plan.n_doc)
     rows["ours_fast"] = ours(ctx, "fast-ours", FAST, [1, 2, 3, 4], plan.n)
     extra["pipeline_stats"] = _stats(ctx)
-    for proc in fleet:
-        ctx.procs.stop(proc)
+    ctx.procs.stop(fleet)
     fleet = start_fleet(ctx, "bench.naive", "naive,noop", ["naive1", "naive2"], beat=False)
     noop(ctx, 40)  # warm-up
     rows["noop"] = noop(ctx, plan.n)
     rows["naive_fast"] = baseline(ctx, "fast-naive", FAST, [1, 2, 3, 4], plan.n)
     rows["naive_doc"] = baseline(ctx, "doc-naive", DOC, [1, 2], plan.n_naive_doc)
-    for proc in fleet:
-        ctx.procs.stop(proc)
+    ctx.procs.stop(fleet)
     rows["perm_doc"] = permitted(DOC, [1, 2], plan.n_doc, OUR_BURST)
     rows["perm_fast"] = permitted(FAST, [1, 2, 3, 4], plan.n, int(FAST["burst"]))
     extra["sim_req_s"] = probe_simulator(ctx)
@@ -332,7 +332,7 @@ def _load() -> str:
 
 
 def _stats(ctx: Ctx) -> str:
-    stats = ctx.r.hgetall(f"{PREFIX}:stats")
+    stats = ctx.r.hgetall(Keys(PREFIX).stats)
     keep = sorted(k.decode() for k in stats if not k.startswith((b"last_", b"api_error")))
     errors = sorted(k.decode() for k in stats if k.startswith(b"api_error"))
     return ", ".join(f"{k}={stats[k.encode()].decode()}" for k in keep + errors)
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         ok = True
     finally:
-        procs.stop_all()
+        procs.stop()
         if server is not None:
             server.close()
         if ok and not args.keep_logs:

@@ -19,28 +19,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 import requests
 
 from b24producer import Producer
+from devtools.procs import (
+    ROOT,
+    ChildExited,
+    Procs,
+    Stopped,
+    WaitTimeout,
+    beat_args,
+    simulator_args,
+    simulator_state,
+    wait_for,
+    worker_args,
+)
 from devtools.redis_local import LocalRedis, answers, free_port
+from worker.keys import Keys
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEMO_DB_URL = "redis://127.0.0.1:6379/15"
 KEY_PREFIX = "b24d-demo"
@@ -52,101 +62,6 @@ CONNECTOR = "demo_connector"
 TOKEN_TTL_S = 20
 TRICKLE_EVERY_S = 5.0
 STOP_DEADLINE_S = 20.0
-T = TypeVar("T")
-
-
-class DemoError(RuntimeError):
-    """A start-up step failed; the message says which and where its log is."""
-
-
-# -- processes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
-
-
-@dataclass
-class Processes:
-    tmp: Path
-    env: dict[str, str]
-    children: list[Child] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str]) -> Child:
-        log_path = self.tmp / f"{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: Ctrl-C reaches only the demo
-            )
-        child = Child(name, process, log_path)
-        self.children.append(child)
-        return child
-
-    def check(self) -> None:
-        for child in self.children:
-            if not child.alive():
-                raise DemoError(
-                    f"{child.name} exited with {child.process.returncode}; "
-                    f"{child.log_path}:\n{child.log_tail()}"
-                )
-
-    def stop(self, deadline_s: float = STOP_DEADLINE_S) -> None:
-        """SIGTERM every group, wait until the deadline, SIGKILL what is left (newest first)."""
-        for child in reversed(self.children):
-            child.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + deadline_s
-        for child in reversed(self.children):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-        for child in reversed(self.children):
-            # also the group's leftovers (a worker's pool processes) when the parent is gone
-            child.signal_group(signal.SIGKILL)
-            if child.alive():
-                print(f"killed {child.name} (did not stop within {deadline_s:.0f}s)", flush=True)
-                child.process.wait(5)
-        self.children.clear()
-
-
-def wait_for(
-    condition: Callable[[], T],
-    timeout_s: float,
-    what: str,
-    stop: threading.Event,
-    check: Callable[[], None] = lambda: None,
-) -> T | None:
-    """Poll until `condition` is truthy; None when stopped; DemoError after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not stop.is_set():
-        check()
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        stop.wait(0.1)
-    return None
 
 
 def port_open(port: int) -> bool:
@@ -272,9 +187,9 @@ def _int(value: bytes | str) -> int:
 
 
 def snapshot(client: redis.Redis, sim_url: str) -> Snapshot:
-    raw = client.hgetall(f"{KEY_PREFIX}:stats")
+    raw = client.hgetall(Keys(KEY_PREFIX).stats)
     stats = {(k.decode() if isinstance(k, bytes) else k): _int(v) for k, v in raw.items()}
-    pending = int(client.zcard(f"{KEY_PREFIX}:due"))
+    pending = int(client.zcard(Keys(KEY_PREFIX).due))
     sim: dict[str, int] = {}
     with contextlib.suppress(requests.RequestException, ValueError):
         state = requests.get(f"{sim_url}/_sim/state", params={"records": "0"}, timeout=2).json()
@@ -294,7 +209,7 @@ class Demo:
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="b24d-demo-")))
     redis_url: str = ""
     server: LocalRedis | None = None
-    procs: Processes | None = None
+    procs: Procs | None = None
     sim_url: str = ""
     started: float = field(default_factory=time.monotonic)
 
@@ -325,24 +240,13 @@ class Demo:
         )
         return env
 
-    def start_simulator(self, procs: Processes) -> dict[str, dict[str, Any]]:
+    def start_simulator(self, procs: Procs) -> dict[str, dict[str, Any]]:
         state_file = self.tmp / "sim-state.json"
-        args = [sys.executable, "-m", "b24sim", "--host", "127.0.0.1", "--port", "0"]
-        args += ["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET]
-        args += ["--rate", "2", "--burst", "50", "--token-ttl", str(TOKEN_TTL_S)]
-        args += ["--state-file", str(state_file)]
+        extra = ["--rate", "2", "--burst", "50", "--token-ttl", str(TOKEN_TTL_S)]
         for portal in PORTALS:
-            args += ["--portal", portal]
-        procs.start("simulator", args)
-
-        def ready() -> str:
-            text = state_file.read_text() if state_file.exists() else ""
-            return text if text.endswith("\n") else ""
-
-        line = wait_for(ready, 20, "the simulator", self.stop, procs.check)
-        if line is None:
-            return {}
-        info = json.loads(line)
+            extra += ["--portal", portal]
+        procs.spawn("simulator", simulator_args(state_file, CLIENT_ID, CLIENT_SECRET, *extra))
+        info = simulator_state(state_file, stop=self.stop, check=procs.check, interval_s=0.1)
         self.sim_url = info["base_url"].rstrip("/")
         procs.env.update(
             BITRIX24_CLIENT_ID=CLIENT_ID,
@@ -353,33 +257,16 @@ class Demo:
         portals: dict[str, dict[str, Any]] = info["portals"]
         return portals
 
-    def start_celery(self, procs: Processes) -> tuple[str, int]:
-        celery = [sys.executable, "-m", "celery", "-A", "worker"]
+    def start_celery(self, procs: Procs) -> tuple[str, int]:
         for n in (1, 2):
-            procs.start(
-                f"worker{n}",
-                [
-                    *celery,
-                    "worker",
-                    "-Q",
-                    "celery,flush",
-                    "-c",
-                    "2",
-                    "-n",
-                    f"demo{n}@%h",
-                    "--loglevel",
-                    "INFO",
-                ],
-            )
-        procs.start(
-            "beat",
-            [*celery, "beat", "-s", str(self.tmp / "beat-schedule"), "--loglevel", "INFO"],
-        )
+            procs.spawn(f"worker{n}", worker_args(f"demo{n}@%h", loglevel="INFO"))
+        procs.spawn("beat", beat_args(self.tmp / "beat-schedule", "INFO"))
         auth = os.environ.get("FLOWER_BASIC_AUTH") or "admin:admin"
         port: int = self.args.flower_port
         if port == 0 or port_open(port):
             port = free_port()
-        procs.start(
+        celery = [sys.executable, "-m", "celery", "-A", "worker"]
+        procs.spawn(
             "flower",
             [*celery, "flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={auth}"],
         )
@@ -388,12 +275,14 @@ class Demo:
     def start(self) -> dict[str, dict[str, Any]]:
         print(f"logs: {self.tmp}", flush=True)
         self.start_redis()
-        procs = self.procs = Processes(self.tmp, self.base_env())
+        procs = self.procs = Procs(self.tmp, self.base_env())
         portals = self.start_simulator(procs)
         if self.stop.is_set():
             return {}
         auth, port = self.start_celery(procs)
-        wait_for(lambda: port_open(port), 30, "Flower", self.stop, procs.check)
+        wait_for(
+            lambda: port_open(port), 30, "Flower", stop=self.stop, check=procs.check, interval_s=0.1
+        )
         print(f"flower: http://127.0.0.1:{port}/  (basic auth {auth})", flush=True)
         print(
             f"ping the workers: cd {ROOT} && REDIS_URL={self.redis_url} "
@@ -409,11 +298,12 @@ class Demo:
         assert self.procs is not None
         with contextlib.closing(client):
             wait_for(
-                lambda: client.scard(f"{KEY_PREFIX}:portals") >= len(portals),
+                lambda: client.scard(Keys(KEY_PREFIX).portals) >= len(portals),
                 60,
                 "the workers to register the portals",
-                self.stop,
-                self.procs.check,
+                stop=self.stop,
+                check=self.procs.check,
+                interval_s=0.1,
             )
         if not self.stop.is_set():
             print(f"workers up; registered portals {', '.join(portals)}", flush=True)
@@ -467,7 +357,7 @@ class Demo:
     def close(self) -> None:
         print("stopping...", flush=True)
         if self.procs is not None:
-            self.procs.stop()
+            self.procs.stop(deadline_s=STOP_DEADLINE_S)
         if self.server is not None:
             self.server.close()  # last: everything above used it
         print(f"stopped; logs are in {self.tmp}", flush=True)
@@ -537,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         demo = Demo(args, stop)
         try:
             return demo.run()
-        except (DemoError, redis.RedisError, OSError) as exc:
+        except Stopped:
+            return 0
+        except (WaitTimeout, ChildExited, redis.RedisError, OSError) as exc:
             print(f"demo failed: {exc}", file=sys.stderr, flush=True)
             return 1
         finally:

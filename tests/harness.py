@@ -1,7 +1,8 @@
 """Real parts for the tests: a private Redis, the portal simulator, Celery worker processes.
 
 Time is shrunk through settings (windows, backoffs, token lifetimes); waits are on conditions
-with a deadline (`wait_for`), never on fixed sleeps.
+with a deadline (`wait_for`, from devtools/procs.py like the worker command line), never on
+fixed sleeps.
 """
 
 from __future__ import annotations
@@ -12,23 +13,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
 from b24producer import Producer
 from b24sim import Simulator
+from devtools.procs import ROOT, child_env, start_logged, wait_for, worker_args
 from worker.keys import Keys
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID = "app.b24d.test"
 CLIENT_SECRET = "client-secret-for-tests-7f3a"
-T = TypeVar("T")
+__all__ = ["ROOT", "wait_for"]  # re-exported: the suite imports them from here
 
 #: settings for fast tests: windows, backoffs and sweeps in tens of milliseconds
 FAST_ENV = {
@@ -49,20 +48,6 @@ FAST_ENV = {
     "DELIVERY_RATE_BURST": "1000",
     "DELIVERY_LOG_FORMAT": "json",
 }
-
-
-def wait_for(
-    condition: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.02, what: str = ""
-) -> T:
-    """Poll `condition` until it returns something truthy; fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}")
-        time.sleep(interval_s)
 
 
 @dataclass
@@ -107,15 +92,13 @@ class Fleet:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def environment(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
-        env.update(FAST_ENV)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
+        env = child_env(base, **FAST_ENV)
         env.update(
             REDIS_URL=self.redis_url,
             BITRIX24_CLIENT_ID=CLIENT_ID,
             BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
             BITRIX24_OAUTH_URL=self.sim.oauth_url,
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
         )
         env.update(self.env)
         env.update(extra)
@@ -131,19 +114,12 @@ class Fleet:
         """Start `celery -A worker worker` (with the sweep on beat if asked); do not wait."""
         name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}"
         log_path = self.tmp / f"{name}.log"
-        args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h"]
-        args += ["-c", str(concurrency), "-Q", queues, "--without-mingle", "--without-gossip"]
-        args += ["-l", "info"]
-        if beat:
-            args += ["-B", "-s", str(self.tmp / f"{name}-beat-schedule")]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=self.environment(**extra_env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        schedule = self.tmp / f"{name}-beat-schedule" if beat else None
+        args = worker_args(
+            f"{name}@%h", queues=queues, concurrency=concurrency, beat_schedule=schedule
+        )
+        # the pool children share the test's process group: `kill` finds them by parent pid
+        process = start_logged(args, log_path, self.environment(**extra_env), new_session=False)
         worker = WorkerProcess(process, log_path, name)
         self.workers.append(worker)
         return worker
@@ -174,6 +150,21 @@ class Fleet:
 
     def logs(self) -> str:
         return "\n".join(w.log() for w in self.workers)
+
+
+def run_python(
+    *args: str, env: dict[str, str], timeout_s: float = 60, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in the repository, output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=check,
+    )
 
 
 def producer(redis_url: str) -> Producer:

@@ -26,12 +26,22 @@ def _flush_until(rt: Runtime, result: str, timeout_s: float = 5.0) -> str:
     return wait_for(lambda: (flush(rt, GROUP, "task") == result) and result, timeout_s, what=result)
 
 
+def _buffered(
+    make_rt: Callable[..., Runtime], sim: Simulator, n: int, *faults: Fault, **overrides: float
+) -> Runtime:
+    """Portal p1 registered, its next answers `faults`, a full batch of `n` in GROUP."""
+    rt = make_rt(batch_size=n, **overrides)
+    register(rt, sim)
+    for fault in faults:
+        sim.inject(fault)
+    fill(rt, n)
+    return rt
+
+
 def test_delivered_drops_the_items_and_records_the_histograms(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(batch_size=3)
-    register(rt, sim)
-    fill(rt, 3)
+    rt = _buffered(make_rt, sim, 3)
     assert flush(rt, GROUP, "task") == "delivered"
     assert sorted(int(a.im["message_id"]) for a in sim.accepted()) == [1, 2, 3]
     assert len({a.call_id for a in sim.accepted()}) == 1, "one call for the batch"
@@ -86,10 +96,7 @@ def test_permanent_errors_dead_letter_at_once_and_replay(
 def test_throttled_drains_the_budget_and_retries_portal_wide(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(batch_size=5)
-    register(rt, sim)
-    sim.inject(Fault(error="QUERY_LIMIT_EXCEEDED", count=3, portal="p1"))
-    fill(rt, 5)
+    rt = _buffered(make_rt, sim, 5, Fault(error="QUERY_LIMIT_EXCEEDED", count=3, portal="p1"))
     assert flush(rt, GROUP, "task") == "retry"
     portal = portal_hash(r, "p1")
     assert portal["throttles"] == "1" and portal["block_reason"] == "QUERY_LIMIT_EXCEEDED"
@@ -105,10 +112,8 @@ def test_throttled_drains_the_budget_and_retries_portal_wide(
 def test_operation_time_limit_retries_after_the_reset(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(batch_size=1, operation_limit_wait_s=0.1)
-    register(rt, sim)
-    sim.inject(Fault(error="OPERATION_TIME_LIMIT", count=1, portal="p1"))
-    fill(rt, 1)
+    fault = Fault(error="OPERATION_TIME_LIMIT", count=1, portal="p1")
+    rt = _buffered(make_rt, sim, 1, fault, operation_limit_wait_s=0.1)
     assert flush(rt, GROUP, "task") == "retry"
     assert portal_hash(r, "p1")["block_reason"] == "OPERATION_TIME_LIMIT"
     _flush_until(rt, "delivered")
@@ -118,10 +123,8 @@ def test_operation_time_limit_retries_after_the_reset(
 def test_expired_token_is_refreshed_once_and_retried_at_once(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(batch_size=1)
-    register(rt, sim)
+    rt = _buffered(make_rt, sim, 1)
     sim.expire_tokens("p1")
-    fill(rt, 1)
     assert flush(rt, GROUP, "task") == "refresh"
     assert sim.counters("p1")["refreshes"] == 1 and portal_hash(r, "p1")["source"] == "refresh"
     assert r.hget(KEYS.meta(GROUP), "failures") is None, "a refresh is not a failure"
@@ -131,10 +134,7 @@ def test_expired_token_is_refreshed_once_and_retried_at_once(
 def test_no_auth_found_refreshes_once_then_parks(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(batch_size=1)
-    register(rt, sim)
-    sim.inject(Fault(error="NO_AUTH_FOUND", count=1, portal="p1"))
-    fill(rt, 1)
+    rt = _buffered(make_rt, sim, 1, Fault(error="NO_AUTH_FOUND", count=1, portal="p1"))
     assert flush(rt, GROUP, "task") == "refresh"
     assert flush(rt, GROUP, "task") == "delivered", "one refused token: refreshed, delivered"
     assert sim.counters("p1")["refreshes"] == 1 and "block_reason" not in portal_hash(r, "p1")
@@ -153,11 +153,9 @@ def test_no_auth_found_refreshes_once_then_parks(
 def test_a_revoked_refresh_token_parks_the_portal_until_register(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(batch_size=1)
-    register(rt, sim)
+    rt = _buffered(make_rt, sim, 1)
     sim.revoke_refresh("p1")
     sim.expire_tokens("p1")
-    fill(rt, 1)
     with capture_logs() as logs:
         assert flush(rt, GROUP, "task") == "park"
     assert any(e["event"] == "portal parked" for e in logs)

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import IO
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from devtools.procs import ROOT
+from tests.harness import run_python
+
 DURATION_S = 25
 
 
@@ -43,14 +44,8 @@ def _wait_line(
 def _ping(redis_url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
     env["REDIS_URL"] = redis_url
-    return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    return run_python(
+        "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "3", env=env, timeout_s=30
     )
 
 

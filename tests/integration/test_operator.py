@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
 from b24sim import Fault, PortalConfig, Simulator
-from tests.harness import ROOT, Fleet, confirmation, delivered_ids, producer, stats, wait_for
+from tests.harness import (
+    ROOT,
+    Fleet,
+    confirmation,
+    delivered_ids,
+    producer,
+    run_python,
+    stats,
+    wait_for,
+)
 from worker.keys import Keys
 from worker.metrics import StatsCollector
 
 
 def cli(redis_url: str, *args: str) -> list[dict[str, object]]:
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    run = run_python("-m", "worker.cli", *args, env=env, check=True)
     return [json.loads(line) for line in run.stdout.splitlines()]
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 
-from tests.harness import ROOT
+from tests.harness import ROOT, run_python
 
 PROBE = textwrap.dedent(
     """
@@ -27,9 +26,7 @@ PROBE = textwrap.dedent(
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
     environ.update(PYTHONPATH=str(ROOT), **env)
-    return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60
-    )
+    return run_python("-c", code, env=environ)
 
 
 def test_importing_library_modules_reads_no_environment_and_patches_nothing() -> None:

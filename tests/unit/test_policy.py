@@ -1,4 +1,4 @@
-"""The retry policy as a pure function: every documented code, every row of DESIGN.md's table."""
+"""The retry policy as a pure function: every documented code, every row of its table."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ BACKOFF = Backoff(
     operation_limit_wait_s=60.0,
 )
 
-# BITRIX24.md, code by code: (HTTP status, the row of DESIGN.md's retry table)
+# docs/bitrix24.md, code by code: (HTTP status, the row of the retry table)
 DOCUMENTED = {
     "WRONG_AUTH_TYPE": (403, Outcome.PERMANENT),
     "ERROR_ARGUMENT": (400, Outcome.PERMANENT),

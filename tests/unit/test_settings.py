@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.harness import ROOT
+from tests.harness import ROOT, run_python
 from worker.errors import SettingsError
 from worker.settings import ENV_NAMES, RULES, Settings
 
@@ -65,15 +62,7 @@ def test_secret_is_not_in_repr() -> None:
 
 def test_worker_refuses_to_start_with_a_bad_setting() -> None:
     env = {"DELIVERY_BATCH_SIZE": "-5", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = run_python("-m", "celery", "-A", "worker", "worker", env=env)
     assert run.returncode != 0
     assert (
         "DELIVERY_BATCH_SIZE='-5' is invalid: an integer from 1 to 1000" in run.stderr + run.stdout
