@@ -22,7 +22,7 @@ class Outcome(enum.Enum):
     PERMANENT = "permanent"  # dead-letter now
 
 
-#: Every documented error code (BITRIX24.md), with its HTTP status and its policy row.
+#: Every documented error code (docs/bitrix24.md), with its HTTP status and its policy row.
 CODES: dict[str, tuple[int | None, Outcome]] = {
     # imconnector.send.status.delivery's own errors
     "WRONG_AUTH_TYPE": (403, Outcome.PERMANENT),
