@@ -9,7 +9,6 @@ so the sweep hands them to the workers at once.
 from __future__ import annotations
 
 import argparse
-import time
 
 from worker.cli.common import Subparsers, connect, emit, keys, known_portal, settings
 
@@ -43,12 +42,13 @@ def register(sub: Subparsers) -> None:
 
 
 def _parked(args: argparse.Namespace) -> int:
+    from worker.clock import server_time
     from worker.keys import text
     from worker.scripts import PARKED
 
     s = settings()
     client, k = connect(s), keys(s)
-    now = time.time()
+    now = server_time(client)  # blocked_until is stored on Redis time
     for member in sorted(text(m) for m in client.smembers(k.portals)):
         values = client.hmget(k.portal(member), list(PARKED_FIELDS))
         found = {f: text(v) for f, v in zip(PARKED_FIELDS, values, strict=True) if v is not None}
@@ -62,14 +62,14 @@ def _parked(args: argparse.Namespace) -> int:
 
 
 def _unpark(args: argparse.Namespace) -> int:
+    from worker.clock import server_time
     from worker.keys import text
 
     s = settings()
     client, k = connect(s), keys(s)
     known_portal(client, k, args.portal)
     groups = [text(g) for g in client.smembers(k.groups(args.portal))]
-    seconds, micros = client.time()
-    now = float(seconds) + micros / 1_000_000
+    now = server_time(client)
     pipe = client.pipeline(transaction=True)
     pipe.hdel(k.portal(args.portal), *PARKING_FIELDS)
     if groups:
