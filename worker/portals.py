@@ -16,6 +16,7 @@ from redis.typing import EncodableT
 
 from worker.bitrix import Timeouts, refresh_tokens
 from worker.clock import server_time
+from worker.endpoints import DEFAULT_OAUTH_URL
 from worker.errors import PortalError
 from worker.keys import Keys, text
 from worker.policy import Outcome
@@ -101,7 +102,7 @@ class PortalStore:
                     "BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET must be set to refresh tokens",
                 )
             answer = refresh_tokens(
-                self.s.oauth_url,
+                self.s.oauth_url or DEFAULT_OAUTH_URL,
                 self.s.client_id,
                 self.s.client_secret,
                 text(refresh_token),
