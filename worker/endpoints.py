@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from worker.settings import LOOPBACK_HOSTS, Settings, check_endpoint
+from worker.settings import Settings, check_endpoint
 
 DEFAULT_OAUTH_URL = "https://oauth.bitrix.info/oauth/token/"
 TOKEN_PATH = "/oauth/token/"  # noqa: S105 (a path)
@@ -123,5 +123,32 @@ def _host(url: str) -> str:
         return url[:100]
 
 
-def is_loopback_host(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+@dataclass(frozen=True)
+class Adopted:
+    """What a refresh answer may change: the endpoints that passed the checks, and refusals."""
+
+    client_endpoint: str | None  # None: keep the stored one
+    server_endpoint: str | None
+    #: (code, description) of what was refused: the portal is parked with it
+    refusal: tuple[str, str] | None = None
+
+
+def adopt(settings: Settings, answer: dict[str, object]) -> Adopted:
+    """The endpoints a refresh answer names, each taken only when it passes the same checks as a
+    registration's. The answer's `domain` is the OAuth server's host: never the portal's."""
+    client, server, refusal = None, None, None
+    raw_server = answer.get("server_endpoint")
+    if isinstance(raw_server, str) and raw_server:
+        problem = server_endpoint_problem(settings, raw_server)
+        if problem is None:
+            server = raw_server
+        elif not settings.oauth_url:  # with the operator's URL, it is never used anyway
+            refusal = ("OAUTH_HOST_NOT_ALLOWED", f"refresh answer: {problem}")
+    raw_client = answer.get("client_endpoint")
+    if isinstance(raw_client, str) and raw_client:
+        problem = endpoint_problem(raw_client, loopback_ok=settings.loopback_allowed)
+        if problem is None:
+            client = raw_client if raw_client.endswith("/") else raw_client + "/"
+        else:
+            refusal = ("ENDPOINT_REFUSED", f"refresh answer: client_endpoint {problem}")
+    return Adopted(client, server, refusal)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from worker.endpoints import (
+    Adopted,
+    adopt,
     DEFAULT_OAUTH_URL,
     endpoint_problem,
     host_allowed,
@@ -99,3 +101,30 @@ def test_a_redirect_that_keeps_the_method_gives_the_new_endpoint() -> None:
 def test_an_unsafe_or_foreign_redirect_is_refused(location: str, why: str) -> None:
     new, reason = moved_endpoint(location, OLD + METHOD, METHOD, OLD, loopback_ok=False)
     assert new is None and why in reason
+
+
+def test_a_refresh_answer_replaces_endpoints_that_pass_the_checks() -> None:
+    s = Settings()
+    got = adopt(
+        s,
+        {
+            "client_endpoint": "https://new.bitrix24.com/rest",
+            "server_endpoint": "https://oauth.bitrix24.tech/rest/",
+            "domain": "oauth.bitrix24.tech",  # the OAuth server's host: never stored
+        },
+    )
+    assert got == Adopted("https://new.bitrix24.com/rest/", "https://oauth.bitrix24.tech/rest/")
+
+
+def test_a_refresh_answer_naming_a_foreign_oauth_host_is_refused() -> None:
+    got = adopt(Settings(), {"server_endpoint": "https://evil.example.com/rest/"})
+    assert got.server_endpoint is None and got.refusal is not None
+    assert got.refusal[0] == "OAUTH_HOST_NOT_ALLOWED" and "evil.example.com" in got.refusal[1]
+    operator = Settings(oauth_url="https://oauth.example.net/oauth/token/")
+    assert adopt(operator, {"server_endpoint": "https://evil.example.com/rest/"}).refusal is None
+
+
+def test_a_refresh_answer_with_an_unsafe_client_endpoint_is_refused() -> None:
+    got = adopt(Settings(), {"client_endpoint": "http://new.example.com/rest/"})
+    assert got.client_endpoint is None and got.refusal is not None
+    assert got.refusal[0] == "ENDPOINT_REFUSED"
