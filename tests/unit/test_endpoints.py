@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from worker.endpoints import (
+    DEFAULT_OAUTH_URL,
     Adopted,
     adopt,
-    DEFAULT_OAUTH_URL,
     endpoint_problem,
     host_allowed,
     moved_endpoint,
