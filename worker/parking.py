@@ -20,8 +20,8 @@ from typing import Any
 from redis import Redis
 
 from worker.keys import Group, Keys, text
+from worker.scripts import PARKED
 
-PARKED = 1e18  # the scripts' "until portal.register"
 CONNECTOR_PREFIX = "cpark:"
 #: portal waits that are the rate budget's, not parkings
 BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
