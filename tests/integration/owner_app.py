@@ -19,7 +19,7 @@ REQUEST_TASK = "connector.token_request"
 QUEUE = "owner"
 RECEIVED = "owner:received"
 
-app = Celery("owner", broker=os.environ["REDIS_URL"])
+app = Celery("owner", broker=os.environ.get("REDIS_URL", "memory://"))
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],
