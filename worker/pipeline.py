@@ -113,7 +113,9 @@ def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
     if error.outcome is Outcome.AUTH:
         try:
             refreshed = rt.portals.refresh(
-                lease.group.portal, lease.token_version, refused=error.code in REFUSED_TOKEN
+                lease.group.portal,
+                lease.token_version,
+                refused=error.code if error.code in REFUSED_TOKEN else "",
             )
         except PortalError as refresh_error:
             log.warning(

@@ -122,12 +122,12 @@ class PortalStore:
             )["moved"]
         )
 
-    def refresh(self, member_id: str, seen_version: int, *, refused: bool = False) -> Refresh:
+    def refresh(self, member_id: str, seen_version: int, *, refused: str = "") -> Refresh:
         """Refresh the portal's tokens unless someone else has or is. Raises PortalError.
 
-        `refused`: the token was answered NO_AUTH_FOUND or invalid_token (not expired_token).
-        One refresh is tried; when the token that refresh produced is refused too, the app has
-        lost access and the AUTH_BROKEN outcome parks the portal.
+        `refused`: the code that refused the token (NO_AUTH_FOUND, invalid_token), "" when it
+        expired. One refresh is tried; when the token that refresh produced is refused too, the
+        app has lost access and an AUTH_BROKEN error with that code parks the portal.
         """
         portal_key = self.keys.portal(member_id)
         if text(self.redis.hget(portal_key, "token_owner") or b"") == ownership.PRODUCER:
@@ -156,7 +156,7 @@ class PortalStore:
             self._release({"lock_key": lock_key}, {"lock_id": lock})
             self.redis.zrem(self.keys.refreshing(member_id), attempt)
 
-    def _still_ours(self, raw: dict[str, Any], seen_version: int, *, refused: bool) -> bool:
+    def _still_ours(self, raw: dict[str, Any], seen_version: int, *, refused: str) -> bool:
         """False when someone refreshed since `seen_version`; raises when nobody can."""
         version, again = raw["version"], raw["refused_refreshed"]
         if version is None or raw["refresh_token"] is None:
@@ -167,7 +167,7 @@ class PortalStore:
             return False
         if refused and again is not None and int(again) == seen_version:
             raise PortalError(
-                Outcome.AUTH_BROKEN, "NO_AUTH_FOUND", "a token fresh from a refresh was refused too"
+                Outcome.AUTH_BROKEN, refused, "a token fresh from a refresh was refused too"
             )
         if not self.s.client_id or not self.s.client_secret:
             raise PortalError(
@@ -250,7 +250,7 @@ class PortalStore:
         seen_version: int,
         answer: dict[str, object],
         *,
-        refused: bool,
+        refused: str,
     ) -> Refresh:
         """Store the new pair (and the endpoints that passed the checks); announce it."""
         adopted = adopt(self.s, answer)
@@ -269,7 +269,7 @@ class PortalStore:
                 "access_token": answer["access_token"],
                 "refresh_token": answer["refresh_token"],
                 "expires_at": expires_at,
-                "refused": int(refused),
+                "refused": int(bool(refused)),
                 "client_endpoint": adopted.client_endpoint or "",
                 "server_endpoint": adopted.server_endpoint or "",
             },
