@@ -98,7 +98,7 @@ def unpark(redis: Redis, keys: Keys, portal: str, connector: str | None = None) 
     if not redis.exists(key):
         return 0
     if connector is None:
-        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed")
+        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe")
     else:
         redis.hdel(key, connector_field(connector))
     groups = _groups(redis, keys, portal, connector)

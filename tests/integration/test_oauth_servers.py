@@ -9,8 +9,11 @@ a refresh token is single-use, so exactly one side may refresh.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import redis
 
 from b24sim import PortalConfig, Simulator
 from tests.harness import CLIENT_SECRET, Fleet, confirmation, stats, wait_for
@@ -24,6 +27,10 @@ from tests.integration.platform_util import (
     report,
     start,
 )
+from worker.keys import Keys
+from worker.portals import PortalStore, Refresh
+from worker.settings import Settings
+from worker.validation import registration
 
 #: no operator override: each portal's own server_endpoint decides
 PER_PORTAL = {"BITRIX24_OAUTH_URL": ""}
@@ -142,3 +149,21 @@ def test_producer_owned_tokens_are_requested_once_per_version_never_refreshed(
         {"task": REQUEST_TASK, "kwargs": {"member_id": "p1", "token_version": version}}
     ]
     assert sim.counters("p1")["refreshes"] == 0
+
+
+def test_a_refresh_answer_replaces_the_stored_endpoints_but_not_the_domain(
+    sim: Simulator, settings: Settings, r: redis.Redis
+) -> None:
+    regional = sim.add_oauth_server()
+    creds = sim.add_portal(PortalConfig(member_id="m1", oauth_server=1))
+    store = PortalStore(r, dataclasses.replace(settings, oauth_url=None))
+    store.register(registration(creds.as_register_kwargs()))
+    moved_to = sim.move_portal("m1")  # the portal's address changed since its registration
+    stored = {k.decode(): v.decode() for k, v in r.hgetall(Keys().portal("m1")).items()}
+    assert store.refresh("m1", int(stored["version"])) is Refresh.REFRESHED
+    after = {k.decode(): v.decode() for k, v in r.hgetall(Keys().portal("m1")).items()}
+    print(f"\n[refresh answer endpoints] {stored['client_endpoint']} -> {after['client_endpoint']}")
+    assert after["client_endpoint"] == moved_to
+    assert after["server_endpoint"] == regional.server_endpoint
+    assert after["domain"] == "m1.bitrix24.test", "the answer's domain is the OAuth server's host"
+    assert [x.server for x in sim.refresh_requests()] == [1]
