@@ -14,11 +14,11 @@ but are waits, not parkings: they are not listed here.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from redis import Redis
 
+from worker.clock import server_time
 from worker.keys import Group, Keys, text
 from worker.scripts import PARKED
 
@@ -61,7 +61,7 @@ def portal_parking(fields: dict[str, str], now: float) -> dict[str, Any] | None:
 
 def list_parked(redis: Redis, keys: Keys, now: float | None = None) -> list[dict[str, Any]]:
     """Every parking, portal-wide and per connector, with its reason and pending items."""
-    now = time.time() if now is None else now
+    now = server_time(redis) if now is None else now  # parkings are stored on Redis time
     out: list[dict[str, Any]] = []
     for portal in sorted(text(m) for m in redis.smembers(keys.portals)):
         fields = {text(k): text(v) for k, v in redis.hgetall(keys.portal(portal)).items()}
@@ -98,14 +98,12 @@ def unpark(redis: Redis, keys: Keys, portal: str, connector: str | None = None) 
     if not redis.exists(key):
         return 0
     if connector is None:
-        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe")
+        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe", "throttles")
     else:
         redis.hdel(key, connector_field(connector))
     groups = _groups(redis, keys, portal, connector)
     if groups:
-        seconds, micros = redis.time()
-        now = float(seconds) + micros / 1_000_000
-        redis.zadd(keys.due, {g.id: now for g in groups})
+        redis.zadd(keys.due, dict.fromkeys((g.id for g in groups), server_time(redis)))
     return len(groups)
 
 
