@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 import redis
 
 from b24sim import PortalConfig, Simulator
@@ -27,7 +28,9 @@ from tests.integration.platform_util import (
     report,
     start,
 )
+from worker.errors import PortalError
 from worker.keys import Keys
+from worker.policy import Outcome
 from worker.portals import PortalStore, Refresh
 from worker.settings import Settings
 from worker.validation import registration
@@ -167,3 +170,22 @@ def test_a_refresh_answer_replaces_the_stored_endpoints_but_not_the_domain(
     assert after["server_endpoint"] == regional.server_endpoint
     assert after["domain"] == "m1.bitrix24.test", "the answer's domain is the OAuth server's host"
     assert [x.server for x in sim.refresh_requests()] == [1]
+
+
+def test_a_refresh_toward_a_host_no_longer_allowed_is_refused_before_any_connection(
+    sim: Simulator, settings: Settings, r: redis.Redis
+) -> None:
+    sim.add_oauth_server()
+    creds = sim.add_portal(PortalConfig(member_id="m1", oauth_server=1))
+    per_portal = dataclasses.replace(settings, oauth_url=None)
+    PortalStore(r, per_portal).register(registration(creds.as_register_kwargs()))
+    # the operator narrowed the allowlist since the portal registered
+    main_only = dataclasses.replace(
+        per_portal, oauth_hosts=f"127.0.0.1:{urlsplit(sim.base_url).port}"
+    )
+    version = int(r.hget(Keys().portal("m1"), "version") or 0)
+    with pytest.raises(PortalError) as refused:
+        PortalStore(r, main_only).refresh("m1", version)
+    assert refused.value.code == "OAUTH_HOST_NOT_ALLOWED"
+    assert refused.value.outcome is Outcome.DENIED
+    assert sim.refresh_requests() == [], "the secret went nowhere"
