@@ -20,7 +20,16 @@ log = structlog.stdlib.get_logger("tasks.portal")
 def register(**payload: Any) -> str:
     rt = runtime()
     reg = validated(rt, REGISTER_TASK, registration, payload)
-    rt.portals.register(reg)
+    refused = rt.portals.register(reg)
+    if refused:
+        log.error(
+            "portal parked: its OAuth server may not receive the client secret",
+            portal=reg.member_id,
+            code="OAUTH_HOST_NOT_ALLOWED",
+            description=refused,
+            alert=True,
+        )
+        return "parked"
     resumed = rt.buffer.resume_portal(reg.member_id)
     log.info("portal registered", portal=reg.member_id, domain=reg.domain, groups_resumed=resumed)
     return "registered"

@@ -56,6 +56,9 @@ def settings(redis_url: str) -> Settings:
         http_read_timeout_s=2.0,
         lease_ttl_s=4.0,
         refresh_lock_ttl_s=3.0,
+        oauth_timeout_s=2.0,
+        allowed_endpoint_networks="public,loopback",
+        oauth_hosts="127.0.0.1",
         rate_per_s=1000.0,
         rate_burst=1000,
     )

@@ -42,6 +42,10 @@ FAST_ENV = {
     "DELIVERY_LEASE_TTL_S": "4",
     "DELIVERY_VISIBILITY_TIMEOUT_S": "8",
     "DELIVERY_REFRESH_LOCK_TTL_S": "3",
+    "DELIVERY_OAUTH_TIMEOUT_S": "2",
+    # as the tests and the demo run: loopback endpoints, the simulator's OAuth servers allowed
+    "DELIVERY_ALLOWED_ENDPOINT_NETWORKS": "public,loopback",
+    "BITRIX24_OAUTH_HOSTS": "127.0.0.1",
     "DELIVERY_OVERLOAD_PARK_S": "1",
     "DELIVERY_OPERATION_LIMIT_WAIT_S": "0.5",
     "DELIVERY_RATE_PER_S": "1000",

@@ -1,7 +1,12 @@
 """The two calls to Bitrix24: imconnector.send.status.delivery, and the OAuth token refresh.
 
-Every answer that is not a success becomes a `PortalError` carrying its policy row (`.outcome`).
+Every answer that is not a success becomes a `PortalError` of the class its policy row names
+(codes matched ignoring case, recorded in their canonical spelling). Redirects are never followed
+here: a portal's 301/302/307/308 becomes `Moved` with its Location, and the caller decides.
 Tokens travel only in the request body or query string, never in an error message.
+
+Every connection goes through the one session built by `session()`; its transport adapter is
+made by `adapter()`, the single place where a guarded adapter is mounted.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from worker.errors import PortalError
 from worker.perprocess import per_process
-from worker.policy import CODES, Outcome, classify
+from worker.policy import REDIRECTS, Outcome, canonical, classify
 from worker.settings import check_endpoint
 
 METHOD = "imconnector.send.status.delivery"
@@ -27,12 +32,17 @@ class Timeouts:
     read_s: float
 
 
+def adapter() -> HTTPAdapter:
+    """The transport every call uses (no retries of its own: the policy decides)."""
+    return HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
+
+
 def _new_session() -> requests.Session:
     s = requests.Session()
     s.headers["User-Agent"] = USER_AGENT
-    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
-    s.mount("https://", adapter)
-    s.mount("http://", adapter)
+    transport = adapter()
+    s.mount("https://", transport)
+    s.mount("http://", transport)
     return s
 
 
@@ -41,7 +51,7 @@ def session() -> requests.Session:
     return per_process("http-session", _new_session)
 
 
-def _error_from(response: requests.Response, body: Any) -> PortalError:
+def _error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:
     if not isinstance(body, dict) or not isinstance(body.get("error"), str):
         return PortalError(
             Outcome.TRANSIENT,
@@ -49,7 +59,7 @@ def _error_from(response: requests.Response, body: Any) -> PortalError:
             f"HTTP {response.status_code} without a Bitrix24 error body",
             response.status_code,
         )
-    code = body["error"][:100]
+    code = canonical(body["error"][:100], oauth=oauth)
     description = str(body.get("error_description", ""))[:300]
     reset_at = None
     time_block = body.get("time")
@@ -57,13 +67,24 @@ def _error_from(response: requests.Response, body: Any) -> PortalError:
         time_block.get("operating_reset_at"), int | float
     ):
         reset_at = float(time_block["operating_reset_at"])
-    outcome = classify(response.status_code, code)
+    outcome = classify(response.status_code, code, oauth=oauth)
     return PortalError(outcome, code, description, response.status_code, reset_at)
 
 
+def _moved(response: requests.Response) -> PortalError:
+    location = response.headers.get("Location", "")[:2048]
+    return PortalError(
+        Outcome.MOVED,
+        "PORTAL_MOVED",
+        f"HTTP {response.status_code} to another address",
+        response.status_code,
+        location=location,
+    )
+
+
 def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
-    """One call; a network failure becomes a TRANSIENT PortalError, named by its class only
-    (the URL may carry secrets in its query string)."""
+    """One call; a network failure becomes Transient, named by its class only (the URL may
+    carry secrets in its query string)."""
     try:
         return session().request(
             method,
@@ -97,12 +118,19 @@ def send_status_delivery(
         raise PortalError(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
     response = _request("POST", endpoint + METHOD, timeouts, json=body)
+    if response.status_code in REDIRECTS:
+        raise _moved(response)
     payload = _json(response)
     result = payload.get("result") if isinstance(payload, dict) else None
     if response.status_code == 200 and isinstance(result, dict) and result.get("SUCCESS") is True:
         time_block = payload.get("time")
         return time_block if isinstance(time_block, dict) else {}
-    if response.status_code == 200 and payload is not None and "error" not in payload:
+    if response.status_code == 200 and isinstance(payload, dict) and "error" not in payload:
+        if isinstance(result, dict) and result.get("SUCCESS") is False:
+            # older portals answered a failure so: permanent for this batch, not a retry loop
+            raise PortalError(
+                Outcome.PERMANENT, "SUCCESS_FALSE", "HTTP 200 with result.SUCCESS false", 200
+            )
         raise PortalError(
             Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result.SUCCESS", 200
         )
@@ -112,7 +140,9 @@ def send_status_delivery(
 def refresh_tokens(
     oauth_url: str, client_id: str, client_secret: str, refresh_token: str, timeouts: Timeouts
 ) -> dict[str, Any]:
-    """Exchange a refresh token for a new pair. Raises PortalError (AUTH_BROKEN, TRANSIENT)."""
+    """Exchange a refresh token for a new pair. Raises PortalError (AuthBroken, Transient).
+
+    An error body wins over the status: `wrong_client` may come with HTTP 200."""
     params = {
         "grant_type": "refresh_token",
         "client_id": client_id,
@@ -121,6 +151,8 @@ def refresh_tokens(
     }
     response = _request("GET", oauth_url, timeouts, params=params)
     payload = _json(response)
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        raise _error_from(response, payload, oauth=True)
     if (
         response.status_code == 200
         and isinstance(payload, dict)
@@ -128,19 +160,17 @@ def refresh_tokens(
         and isinstance(payload.get("refresh_token"), str)
     ):
         return payload
-    if isinstance(payload, dict) and payload.get("error") in CODES:
-        return_code = str(payload["error"])
-        raise PortalError(
-            CODES[return_code][1],
-            return_code,
-            str(payload.get("error_description", ""))[:300],
-            response.status_code,
-        )
-    if response.status_code >= 500 or payload is None:
+    if response.status_code in REDIRECTS:
+        # a token endpoint that redirects is not followed: the secret would go along
         raise PortalError(
             Outcome.TRANSIENT,
             "NON_JSON_RESPONSE",
-            f"token endpoint answered HTTP {response.status_code}",
+            f"token endpoint answered a redirect (HTTP {response.status_code}), not followed",
             response.status_code,
         )
-    raise _error_from(response, payload)
+    raise PortalError(
+        Outcome.TRANSIENT,
+        "NON_JSON_RESPONSE",
+        f"token endpoint answered HTTP {response.status_code} without tokens",
+        response.status_code,
+    )

@@ -32,6 +32,12 @@ def use_patched_redis_transport() -> None:
         kombu.transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
 
 
+def _call_and_refresh_s(settings: Settings) -> float:
+    """The longest a flush may take: its call, then a token refresh, each at its limit."""
+    call_s = settings.http_connect_timeout_s + settings.http_read_timeout_s
+    return call_s + settings.oauth_timeout_s + 10
+
+
 def create_app(settings: Settings) -> Celery:
     """The worker's Celery app for `settings` (patches kombu's transport aliases, see above)."""
     use_patched_redis_transport()
@@ -89,8 +95,11 @@ def create_app(settings: Settings) -> Celery:
             SWEEP_TASK: {"queue": FLUSH_QUEUE},
         },
         # A flush is one HTTP call; anything far longer is stuck.
-        task_soft_time_limit=max(90, int(settings.lease_ttl_s)),
-        task_time_limit=max(120, int(settings.lease_ttl_s) + 30),
+        # (a flush may also refresh the token: the call, then the refresh, each with its limit)
+        task_soft_time_limit=max(90, int(settings.lease_ttl_s), int(_call_and_refresh_s(settings))),
+        task_time_limit=max(
+            120, int(settings.lease_ttl_s) + 30, int(_call_and_refresh_s(settings)) + 30
+        ),
         # Re-trigger groups whose flush trigger was lost or whose lease expired.
         beat_schedule={
             "sweep": {

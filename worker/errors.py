@@ -46,6 +46,7 @@ class PortalError(DeliveryError):
         description: str = "",
         http_status: int | None = None,
         reset_at: float | None = None,
+        location: str = "",
     ) -> None:
         super().__init__(f"{code}: {description}" if description else code)
         self.outcome = outcome
@@ -54,3 +55,5 @@ class PortalError(DeliveryError):
         self.http_status = http_status
         #: for OPERATION_TIME_LIMIT: the portal's `time.operating_reset_at`, when it gave one
         self.reset_at = reset_at
+        #: for a redirect (MOVED): the answer's Location header
+        self.location = location

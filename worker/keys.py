@@ -70,7 +70,8 @@ class Keys:
 
     # per portal
     def portal(self, member_id: str) -> str:
-        """HASH: endpoint, tokens, token version, blocked_until, rate overrides."""
+        """HASH: endpoints, tokens, token version, token owner, parking (blocked_until,
+        block_reason, cpark:<connector>), rate overrides."""
         return f"{self.prefix}:{{{member_id}}}:portal"
 
     def bucket(self, member_id: str) -> str:
@@ -83,6 +84,10 @@ class Keys:
 
     def refresh_lock(self, member_id: str) -> str:
         return f"{self.prefix}:{{{member_id}}}:refresh"
+
+    def refreshing(self, member_id: str) -> str:
+        """ZSET refresh attempt -> its deadline: token refreshes still out at an OAuth server."""
+        return f"{self.prefix}:{{{member_id}}}:refreshing"
 
     def groups(self, member_id: str) -> str:
         """SET of the portal's group ids (to resume them on portal.register)."""

@@ -10,8 +10,9 @@ from typing import Any
 
 import structlog
 
-from worker.bitrix import Timeouts, send_status_delivery
+from worker.bitrix import METHOD, Timeouts, send_status_delivery
 from worker.buffer import Lease
+from worker.endpoints import moved_endpoint
 from worker.errors import PortalError
 from worker.keys import Group
 from worker.policy import Action, Backoff, Decision, Outcome, decide
@@ -22,6 +23,8 @@ log = structlog.stdlib.get_logger("worker.pipeline")
 
 #: a refresh by another process is under way: look again this soon
 REFRESH_WAIT_S = 0.2
+#: a token refused (not expired): one refresh, then the portal is parked when it is refused again
+REFUSED_TOKEN = frozenset({"NO_AUTH_FOUND", "invalid_token"})
 
 
 def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
@@ -42,21 +45,31 @@ def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
         return _call_and_settle(rt, lease)
 
 
-def _call_and_settle(rt: Runtime, lease: Lease) -> str:
+def _send(rt: Runtime, lease: Lease, endpoint: str) -> dict[str, Any]:
     s = rt.settings
-    timeouts = Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s)
+    return send_status_delivery(
+        endpoint,
+        lease.access_token,
+        lease.group.connector,
+        lease.group.line,
+        lease.elements,
+        Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s),
+    )
+
+
+def _call_and_settle(rt: Runtime, lease: Lease) -> str:
     try:
-        time_block = send_status_delivery(
-            lease.endpoint,
-            lease.access_token,
-            lease.group.connector,
-            lease.group.line,
-            lease.elements,
-            timeouts,
-        )
+        time_block = _send(rt, lease, lease.endpoint)
     except PortalError as exc:
         rt.count(f"api_error:{exc.code}")
-        return _failed(rt, lease, exc)
+        if exc.outcome is not Outcome.MOVED:
+            return _failed(rt, lease, exc)
+        try:
+            time_block = _follow(rt, lease, exc)
+        except PortalError as again:
+            if again.code != exc.code:
+                rt.count(f"api_error:{again.code}")
+            return _failed(rt, lease, again)
     reset_at = time_block.get("operating_reset_at")
     settled = rt.buffer.settle(
         lease,
@@ -68,11 +81,41 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
     return "delivered"
 
 
+def _follow(rt: Runtime, lease: Lease, moved: PortalError) -> dict[str, Any]:
+    """The portal answered a redirect: check the new address, store it for the whole portal,
+    and re-send this batch there once. Raises PortalError (UNSAFE_REDIRECT: nothing was sent)."""
+    new, why = moved_endpoint(
+        moved.location,
+        lease.endpoint + METHOD,
+        METHOD,
+        lease.endpoint,
+        loopback_ok=rt.settings.loopback_allowed,
+    )
+    if new is None:
+        shown = repr(moved.location[:200])
+        log.error("redirect refused", status=moved.http_status, location=shown, alert=True)
+        raise PortalError(
+            Outcome.DENIED, "UNSAFE_REDIRECT", f"HTTP {moved.http_status} to {shown}: {why}"
+        )
+    stored = rt.portals.move(lease.group.portal, lease.endpoint, new)
+    log.warning("portal moved", status=moved.http_status, new_endpoint=new, stored=stored)
+    try:
+        return _send(rt, lease, new)
+    except PortalError as exc:
+        if exc.outcome is Outcome.MOVED:  # followed once per flush; the next flush goes on
+            raise PortalError(
+                Outcome.TRANSIENT, "REDIRECTED_AGAIN", "the new address redirected too"
+            ) from None
+        raise
+
+
 def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
     if error.outcome is Outcome.AUTH:
         try:
             refreshed = rt.portals.refresh(
-                lease.group.portal, lease.token_version, refused=error.code == "NO_AUTH_FOUND"
+                lease.group.portal,
+                lease.token_version,
+                refused=error.code if error.code in REFUSED_TOKEN else "",
             )
         except PortalError as refresh_error:
             log.warning(
@@ -116,6 +159,8 @@ def _apply(rt: Runtime, lease: Lease, error: PortalError, decision: Decision) ->
     elif decision.action is Action.PARK:
         until = "portal.register" if decision.delay_s == float("inf") else f"{decision.delay_s}s"
         log.error("portal parked", parked_until=until, alert=True, **fields)
+    elif decision.action is Action.PARK_CONNECTOR:
+        log.error("connector parked", parked_until="portal.register", alert=True, **fields)
     else:
         log.warning(
             "batch will be retried",

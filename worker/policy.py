@@ -15,19 +15,25 @@ class Outcome(enum.Enum):
     DONE = "done"
     THROTTLED = "throttled"  # 503 QUERY_LIMIT_EXCEEDED
     OPERATION_LIMIT = "operation_limit"  # 429 OPERATION_TIME_LIMIT
-    AUTH = "auth"  # 401 expired_token: refresh, retry at once
-    AUTH_BROKEN = "auth_broken"  # park the portal until portal.register
+    AUTH = "auth"  # 401 expired_token, NO_AUTH_FOUND, invalid_token: refresh, retry at once
+    AUTH_BROKEN = "auth_broken"  # the app lost the portal: park it until portal.register
+    DENIED = "denied"  # a condition of the portal or app, or an address refused: park it
+    CONNECTOR_BLOCKED = "connector_blocked"  # one connector of the portal: park its groups
     BLOCKED = "blocked"  # 503 OVERLOAD_LIMIT: park the portal for minutes
+    CLOSED = "closed"  # PORTAL_DELETED: park for minutes, probe, dead-letter only when old
+    MOVED = "moved"  # 301/302/307/308 + Location: follow once after the endpoint checks
     TRANSIENT = "transient"  # 5xx, network: backoff, capped attempts
     PERMANENT = "permanent"  # dead-letter now
 
 
-#: Every documented error code (docs/bitrix24.md), with its HTTP status and its policy row.
-CODES: dict[str, tuple[int | None, Outcome]] = {
+#: REST answers (docs/bitrix24.md): every code documented for the method and for any method, plus
+#: those the official SDKs handle. Keys are the canonical spellings; matching ignores case.
+REST_CODES: dict[str, tuple[int | None, Outcome]] = {
     # imconnector.send.status.delivery's own errors
-    "WRONG_AUTH_TYPE": (403, Outcome.PERMANENT),
+    "WRONG_AUTH_TYPE": (403, Outcome.DENIED),  # to a direct call: the app's auth is not accepted
     "ERROR_ARGUMENT": (400, Outcome.PERMANENT),
-    "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, Outcome.PERMANENT),
+    "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, Outcome.CONNECTOR_BLOCKED),
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": (400, Outcome.CONNECTOR_BLOCKED),
     # errors any method may return
     "INTERNAL_SERVER_ERROR": (500, Outcome.TRANSIENT),
     "ERROR_UNEXPECTED_ANSWER": (500, Outcome.TRANSIENT),
@@ -37,40 +43,90 @@ CODES: dict[str, tuple[int | None, Outcome]] = {
     # refresh once; a token that a refresh for this very error produced and is refused again
     # means the app lost access (portals.refresh raises an AUTH_BROKEN PortalError then)
     "NO_AUTH_FOUND": (401, Outcome.AUTH),
+    "invalid_token": (401, Outcome.AUTH),
     "INVALID_REQUEST": (400, Outcome.PERMANENT),
     "OVERLOAD_LIMIT": (503, Outcome.BLOCKED),
-    "ACCESS_DENIED": (403, Outcome.PERMANENT),
-    "INVALID_CREDENTIALS": (403, Outcome.PERMANENT),
+    "ACCESS_DENIED": (403, Outcome.DENIED),
+    "INVALID_CREDENTIALS": (403, Outcome.DENIED),
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": (404, Outcome.PERMANENT),
-    "insufficient_scope": (403, Outcome.PERMANENT),
+    "insufficient_scope": (403, Outcome.DENIED),
     "expired_token": (401, Outcome.AUTH),
-    "user_access_error": (403, Outcome.PERMANENT),
-    # a closed public part may reopen: retried, then dead-lettered after max attempts
-    "PORTAL_DELETED": (500, Outcome.TRANSIENT),
+    "user_access_error": (403, Outcome.DENIED),
+    "PAYMENT_REQUIRED": (None, Outcome.DENIED),
+    # the rest module throws it with 403, the docs list 500, b24pysdk expects 410
+    "PORTAL_DELETED": (None, Outcome.CLOSED),
     "OPERATION_TIME_LIMIT": (429, Outcome.OPERATION_LIMIT),
-    # the OAuth server's errors on refresh: the portal must reinstall or the app be fixed
+    "NOT_INSTALLED": (None, Outcome.AUTH_BROKEN),
+    "authorization_error": (None, Outcome.AUTH_BROKEN),
+    "wrong_client": (None, Outcome.AUTH_BROKEN),
+}
+
+#: The token endpoint's answers to a refresh: the portal must reinstall or the app be fixed.
+OAUTH_CODES: dict[str, tuple[int | None, Outcome]] = {
     "invalid_grant": (None, Outcome.AUTH_BROKEN),
     "invalid_client": (None, Outcome.AUTH_BROKEN),
     "invalid_request": (None, Outcome.AUTH_BROKEN),
     "invalid_scope": (None, Outcome.AUTH_BROKEN),
+    "insufficient_scope": (None, Outcome.AUTH_BROKEN),
     "PAYMENT_REQUIRED": (None, Outcome.AUTH_BROKEN),
-    # ours: network failures and bodies that are not Bitrix24 JSON
-    "NETWORK_ERROR": (None, Outcome.TRANSIENT),
-    "NON_JSON_RESPONSE": (None, Outcome.TRANSIENT),
-    "NO_CREDENTIALS": (None, Outcome.AUTH_BROKEN),
-    "PORTAL_NOT_REGISTERED": (None, Outcome.AUTH_BROKEN),
+    "wrong_client": (None, Outcome.AUTH_BROKEN),  # b24pysdk: may come with HTTP 200
+    "NOT_INSTALLED": (None, Outcome.AUTH_BROKEN),
+    "authorization_error": (None, Outcome.AUTH_BROKEN),
 }
 
+#: Our own codes: what the worker itself concluded, each a parking or dead-letter reason.
+OWN_CODES: dict[str, tuple[Outcome, str]] = {
+    "NETWORK_ERROR": (Outcome.TRANSIENT, "timeout, reset or refused connection"),
+    "NON_JSON_RESPONSE": (Outcome.TRANSIENT, "an answer that is not Bitrix24 JSON"),
+    "SUCCESS_FALSE": (Outcome.PERMANENT, "HTTP 200 with result.SUCCESS false (older portals)"),
+    "NO_CREDENTIALS": (Outcome.AUTH_BROKEN, "BITRIX24_CLIENT_ID/SECRET unset: cannot refresh"),
+    "PORTAL_NOT_REGISTERED": (Outcome.AUTH_BROKEN, "no tokens stored for the portal"),
+    "OAUTH_HOST_NOT_ALLOWED": (
+        Outcome.DENIED,
+        "the portal's server_endpoint is not in BITRIX24_OAUTH_HOSTS: the secret was not sent",
+    ),
+    "ENDPOINT_REFUSED": (
+        Outcome.DENIED,
+        "a refresh answer named a client_endpoint that breaks the endpoint rules",
+    ),
+    "UNSAFE_REDIRECT": (Outcome.DENIED, "the portal redirected to an address that was refused"),
+    "REFRESH_ANSWER_LOST": (
+        Outcome.AUTH_BROKEN,
+        "a refresh's answer was lost after the OAuth server spent the refresh token",
+    ),
+    "WAITING_FOR_TOKENS": (
+        Outcome.AUTH_BROKEN,
+        "token_owner producer: the token expired, fresh tokens were requested",
+    ),
+}
 
-def classify(http_status: int | None, code: str) -> Outcome:
-    """The policy row of an answer. Unknown codes fall back on the HTTP status."""
-    if code in CODES:
-        return CODES[code][1]
+_REST = {code.casefold(): code for code in REST_CODES}
+_OAUTH = {code.casefold(): code for code in OAUTH_CODES}
+REDIRECTS = frozenset({301, 302, 307, 308})
+
+
+def canonical(code: str, *, oauth: bool = False) -> str:
+    """The code as the tables spell it (codes are matched ignoring case, as the SDKs do)."""
+    folded = code.casefold()
+    return (_OAUTH if oauth else _REST).get(folded) or _REST.get(folded) or code
+
+
+def classify(http_status: int | None, code: str, *, oauth: bool = False) -> Outcome:
+    """The policy row of an answer (`oauth`: from the token endpoint). Unknown codes fall back
+    on the HTTP status."""
+    table, names = (OAUTH_CODES, _OAUTH) if oauth else (REST_CODES, _REST)
+    name = names.get(code.casefold())
+    if name is not None:
+        return table[name][1]
+    if code in OWN_CODES:
+        return OWN_CODES[code][0]
     if http_status is None or http_status >= 500 or http_status in (408, 425):
         return Outcome.TRANSIENT
+    if http_status in REDIRECTS:
+        return Outcome.MOVED
     if http_status == 429:
         return Outcome.THROTTLED
-    if http_status == 401:
+    if oauth or http_status == 401:
         return Outcome.AUTH_BROKEN
     if 400 <= http_status < 500:
         return Outcome.PERMANENT
@@ -82,6 +138,8 @@ class Action(enum.Enum):
     RETRY = "retry"  # return the items, try the group again after delay_s
     REFRESH = "refresh"  # single-flight token refresh, then retry at once
     PARK = "park"  # block the whole portal for delay_s (inf: until portal.register)
+    PARK_CONNECTOR = "park_connector"  # block the portal's groups of this connector
+    FOLLOW = "follow"  # the portal moved: check the new address, resend there once
     DEAD_LETTER = "dead_letter"
 
 
@@ -114,6 +172,19 @@ def compute_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Rando
     return ceiling / 2 + jitter
 
 
+_PARKED = float("inf")
+#: outcomes whose decision depends on nothing but the outcome
+_FIXED = {
+    Outcome.DONE: Decision(Action.DELIVERED),
+    Outcome.AUTH: Decision(Action.REFRESH),
+    Outcome.AUTH_BROKEN: Decision(Action.PARK, _PARKED, portal_wide=True),
+    Outcome.DENIED: Decision(Action.PARK, _PARKED, portal_wide=True),
+    Outcome.CONNECTOR_BLOCKED: Decision(Action.PARK_CONNECTOR, _PARKED),
+    Outcome.MOVED: Decision(Action.FOLLOW),
+    Outcome.PERMANENT: Decision(Action.DEAD_LETTER),
+}
+
+
 def decide(
     outcome: Outcome,
     *,
@@ -130,18 +201,17 @@ def decide(
     `failures` counts the batch's earlier transient failures, `throttles` the portal's throttled
     answers in a row before this one, `age_s` the age of the batch's oldest item.
     """
-    if outcome is Outcome.DONE:
-        return Decision(Action.DELIVERED)
-    if outcome is Outcome.AUTH:
-        return Decision(Action.REFRESH)
-    if outcome is Outcome.AUTH_BROKEN:
-        return Decision(Action.PARK, float("inf"), portal_wide=True)
+    fixed = _FIXED.get(outcome)
+    if fixed is not None:
+        return fixed
     if outcome is Outcome.BLOCKED:
         return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
-    if outcome is Outcome.PERMANENT:
+    waits = (Outcome.THROTTLED, Outcome.OPERATION_LIMIT, Outcome.CLOSED)
+    if outcome in waits and age_s >= backoff.max_age_s:
         return Decision(Action.DEAD_LETTER)
-    if outcome in (Outcome.THROTTLED, Outcome.OPERATION_LIMIT) and age_s >= backoff.max_age_s:
-        return Decision(Action.DEAD_LETTER)
+    if outcome is Outcome.CLOSED:
+        # a closed public part may reopen: park, then one probe call; items kept until old
+        return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
     if outcome is Outcome.THROTTLED:
         delay = compute_backoff(throttles + 1, backoff.base_s, backoff.cap_s, rng)
         return Decision(Action.RETRY, delay, portal_wide=True, drain_budget=True)

@@ -45,7 +45,11 @@ class Runtime:
         """Everything a task needs, on `client` (default: a new connection to the settings')."""
         client = connect(settings) if client is None else client
         return cls(
-            settings, send_task, client, Buffer(client, settings), PortalStore(client, settings)
+            settings,
+            send_task,
+            client,
+            Buffer(client, settings),
+            PortalStore(client, settings, send_task),
         )
 
     def send_flush(self, group: Group, trigger: Trigger) -> None:

@@ -43,7 +43,13 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     client_id: str | None = None
     client_secret: str | None = dataclasses.field(default=None, repr=False)
-    oauth_url: str = "https://oauth.bitrix.info/oauth/token/"
+    #: the operator's token endpoint for every portal (an override, trusted as set); unset: each
+    #: portal's server_endpoint host (when allowed), else DEFAULT_OAUTH_URL
+    oauth_url: str | None = None
+    #: the only hosts (or host:port) a token endpoint named by a portal may have
+    oauth_hosts: str = "oauth.bitrix.info,oauth.bitrix24.tech"
+    #: networks a portal's endpoints may be on; `loopback` also allows http:// on loopback hosts
+    allowed_endpoint_networks: str = "public"
     key_prefix: str = "b24d"
     #: items per imconnector.send.status.delivery call (no documented maximum: stay conservative)
     batch_size: int = 50
@@ -64,10 +70,20 @@ class Settings:
     #: wait for OPERATION_TIME_LIMIT when the portal gave no operating_reset_at
     operation_limit_wait_s: float = 60.0
     http_connect_timeout_s: float = 5.0
-    http_read_timeout_s: float = 30.0
+    #: Bitrix24 ends a request at 60 s: a shorter read timeout abandons calls that may succeed
+    http_read_timeout_s: float = 65.0
     #: a flush's claim on its group; must outlive the HTTP call
-    lease_ttl_s: float = 60.0
-    refresh_lock_ttl_s: float = 30.0
+    lease_ttl_s: float = 75.0
+    #: connect + read limit of a token refresh
+    oauth_timeout_s: float = 60.0
+    #: the fleet-wide refresh lock; outlives the refresh call (by REFRESH_LOCK_MARGIN)
+    refresh_lock_ttl_s: float = 90.0
+    #: task sent after each refresh the worker makes (the new auth block); None: off
+    tokens_renewed_task: str | None = None
+    tokens_renewed_queue: str = "celery"
+    #: task sent when a producer-owned portal needs fresh tokens; None: off
+    token_request_task: str | None = None
+    token_request_queue: str = "celery"  # noqa: S105 (a queue name)
     sweep_interval_s: float = 1.0
     #: the longest countdown ever given to Celery; longer waits go through the sweep
     max_countdown_s: float = 5.0
@@ -116,13 +132,72 @@ class Settings:
                 "DELIVERY_VISIBILITY_TIMEOUT_S must exceed DELIVERY_LEASE_TTL_S + "
                 "DELIVERY_MAX_COUNTDOWN_S, or Celery would redeliver tasks still running"
             )
+        if self.refresh_lock_ttl_s < REFRESH_LOCK_MARGIN * self.oauth_timeout_s:
+            raise SettingsError(
+                f"DELIVERY_REFRESH_LOCK_TTL_S must be at least {REFRESH_LOCK_MARGIN} x "
+                "DELIVERY_OAUTH_TIMEOUT_S, or a second process could spend the same refresh token "
+                "while the first one's refresh is still under way"
+            )
         if self.backoff_cap_s < self.backoff_base_s:
             raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
+
+    @property
+    def loopback_allowed(self) -> bool:
+        """http:// (and loopback addresses) allowed for endpoints: development and tests only."""
+        return "loopback" in self.allowed_endpoint_networks.split(",")
+
+    @property
+    def oauth_host_entries(self) -> frozenset[tuple[str, int | None]]:
+        """BITRIX24_OAUTH_HOSTS as (host, port or None for any port)."""
+        return frozenset(_host_entry(e) for e in self.oauth_hosts.split(",") if e.strip())
+
+    def oauth_timeouts(self) -> tuple[float, float]:
+        """(connect, read) of a refresh: together at most oauth_timeout_s."""
+        connect = min(self.http_connect_timeout_s, self.oauth_timeout_s / 2)
+        return connect, self.oauth_timeout_s - connect
 
     def with_overrides(self, **changes: Any) -> Settings:
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
+
+
+#: the refresh lock lives at least this many times the refresh call's limit
+REFRESH_LOCK_MARGIN = 1.5
+
+
+def _host_entry(raw: str) -> tuple[str, int | None]:
+    """One BITRIX24_OAUTH_HOSTS entry: `host` or `host:port` ([v6]:port), no wildcards."""
+    entry = raw.strip().lower()
+    if not entry or "*" in entry or "/" in entry or "@" in entry:
+        raise ValueError(raw)
+    parts = urlsplit("//" + entry)
+    host, port = parts.hostname, parts.port  # port: ValueError when not a number
+    if not host or parts.netloc.rstrip(":") != entry.rstrip(":"):
+        raise ValueError(raw)
+    return host, port
+
+
+def _hosts(raw: str) -> str:
+    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    if not entries:
+        raise ValueError(raw)
+    for entry in entries:
+        _host_entry(entry)
+    return ",".join(e.lower() for e in entries)
+
+
+def _networks(raw: str) -> str:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if not names or not set(names) <= {"public", "private", "loopback"}:
+        raise ValueError(raw)
+    return ",".join(names)
+
+
+def _task_name(raw: str) -> str:
+    if not raw or len(raw) > 200 or not all(c.isalnum() or c in "-_.:" for c in raw):
+        raise ValueError(raw)
+    return raw
 
 
 def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
@@ -173,6 +248,7 @@ _ENV_OVERRIDES = {
     "client_id": "BITRIX24_CLIENT_ID",
     "client_secret": "BITRIX24_CLIENT_SECRET",
     "oauth_url": "BITRIX24_OAUTH_URL",
+    "oauth_hosts": "BITRIX24_OAUTH_HOSTS",
 }
 ENV_NAMES = {
     f.name: _ENV_OVERRIDES.get(f.name, "DELIVERY_" + f.name.upper())
@@ -183,6 +259,11 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "client_id": (_text, "a non-empty string"),
     "client_secret": (_text, "a non-empty string"),
     "oauth_url": (_url, "an https:// URL (http:// only on a loopback host)"),
+    "oauth_hosts": (_hosts, "comma-separated hosts or host:port entries (no wildcards)"),
+    "allowed_endpoint_networks": (
+        _networks,
+        "comma-separated names among public, private, loopback",
+    ),
     "key_prefix": (_prefix, "letters, digits, '-', '_' or '.'"),
     "batch_size": (_number(int, 1, 1000), "an integer from 1 to 1000"),
     "flush_window_s": (_number(float, 0.001, 60), "seconds, from 0.001 to 60"),
@@ -198,7 +279,12 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "http_connect_timeout_s": (_number(float, 0.01, 60), "seconds, from 0.01 to 60"),
     "http_read_timeout_s": (_number(float, 0.01, 120), "seconds, from 0.01 to 120"),
     "lease_ttl_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
-    "refresh_lock_ttl_s": (_number(float, 0.1, 600), "seconds, from 0.1 to 600"),
+    "oauth_timeout_s": (_number(float, 0.02, 300), "seconds, from 0.02 to 300"),
+    "refresh_lock_ttl_s": (_number(float, 0.1, 900), "seconds, from 0.1 to 900"),
+    "tokens_renewed_task": (_task_name, "a task name: letters, digits, '-', '_', '.', ':'"),
+    "tokens_renewed_queue": (_task_name, "a queue name: letters, digits, '-', '_', '.', ':'"),
+    "token_request_task": (_task_name, "a task name: letters, digits, '-', '_', '.', ':'"),
+    "token_request_queue": (_task_name, "a queue name: letters, digits, '-', '_', '.', ':'"),
     "sweep_interval_s": (_number(float, 0.05, 60), "seconds, from 0.05 to 60"),
     "max_countdown_s": (_number(float, 0.01, 30), "seconds, from 0.01 to 30"),
     "visibility_timeout_s": (_number(float, 1, 86_400), "seconds, from 1 to 86400"),

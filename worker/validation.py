@@ -32,8 +32,10 @@ REGISTER_FIELDS = frozenset(
         "application_token",
         "rate_per_s",
         "rate_burst",
+        "token_owner",
     }
 )
+TOKEN_OWNERS = ("worker", "producer")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Registration:
     expires_in: int
     rate_per_s: float | None = None
     rate_burst: int | None = None
+    #: the OAuth server that issued the tokens (its host is checked against the allowlist)
+    server_endpoint: str | None = None
+    #: who refreshes: "worker" (announces each new pair) or "producer" (asked for new tokens)
+    token_owner: str = "worker"  # noqa: S105 (a mode, not a secret)
 
 
 def _code(value: Any, field: str) -> str:
@@ -151,16 +157,21 @@ def confirmation(payload: dict[str, Any]) -> Confirmation:
     return Confirmation(Group(portal, connector, line), str(element["im"]["message_id"]), element)
 
 
+def _endpoint(value: Any, field: str) -> str:
+    endpoint = _text(value, field, 2048)
+    problem = check_endpoint(endpoint)
+    if problem:
+        raise InvalidInput(field, problem)
+    return endpoint
+
+
 def registration(payload: dict[str, Any]) -> Registration:
     """A valid `portal.register` payload (an `auth` block); raises InvalidInput otherwise."""
     _unknown(payload, REGISTER_FIELDS, "")
     for required in ("member_id", "domain", "client_endpoint", "access_token", "refresh_token"):
         if required not in payload:
             raise InvalidInput(required, "is required")
-    endpoint = _text(payload["client_endpoint"], "client_endpoint", 2048)
-    problem = check_endpoint(endpoint)
-    if problem:
-        raise InvalidInput("client_endpoint", problem)
+    endpoint = _endpoint(payload["client_endpoint"], "client_endpoint")
     if not endpoint.endswith("/"):
         endpoint += "/"
     raw_expires = payload.get("expires_in", 3600)
@@ -175,6 +186,12 @@ def registration(payload: dict[str, Any]) -> Registration:
     burst = payload.get("rate_burst")
     if burst is not None:
         burst = _positive_int(burst, "rate_burst")
+    server_endpoint = payload.get("server_endpoint")
+    if server_endpoint is not None:
+        server_endpoint = _endpoint(server_endpoint, "server_endpoint")
+    owner = payload.get("token_owner", "worker")
+    if owner not in TOKEN_OWNERS:
+        raise InvalidInput("token_owner", f"must be one of {', '.join(TOKEN_OWNERS)}")
     return Registration(
         member_id=_code(payload["member_id"], "member_id"),
         domain=_text(payload["domain"], "domain"),
@@ -184,4 +201,6 @@ def registration(payload: dict[str, Any]) -> Registration:
         expires_in=expires_in,
         rate_per_s=float(rate) if rate is not None else None,
         rate_burst=burst,
+        server_endpoint=server_endpoint,
+        token_owner=owner,
     )

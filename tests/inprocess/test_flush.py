@@ -3,6 +3,7 @@ retry, refresh, park, dead_letter), against the simulator's answers for each pla
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import redis
@@ -83,14 +84,30 @@ def test_transient_errors_retry_with_backoff_then_dead_letter(
 def test_permanent_errors_dead_letter_at_once_and_replay(
     rt: Runtime, sim: Simulator, r: redis.Redis
 ) -> None:
-    register(rt, sim, PortalConfig(member_id="p1", connectors=["other"]))
+    register(rt, sim)
+    sim.inject(Fault(error="ERROR_ARGUMENT", count=1, portal="p1"))
     fill(rt, 1, first=9)
     _flush_until(rt, "dead_letter")
     dead = dead_letters(r)
-    assert dead[0]["code"] == "IMCONNECTOR_NO_CORRECT_PROVIDER" and dead[0]["attempts"] == 1
+    assert dead[0]["code"] == "ERROR_ARGUMENT" and dead[0]["attempts"] == 1
     assert dead[0]["group"] == GROUP.id and sim.counters("p1")["calls"] == 1
     assert records.replay(rt) == 1 and not dead_letters(r)
     assert r.hexists(KEYS.items(GROUP), "9"), "replayed into its group"
+
+
+def test_a_connector_without_a_provider_parks_that_connector_only(
+    rt: Runtime, sim: Simulator, r: redis.Redis
+) -> None:
+    register(rt, sim, PortalConfig(member_id="p1", connectors=["other"]))
+    fill(rt, 1, first=9)
+    _flush_until(rt, "park_connector")
+    parking = json.loads(portal_hash(r, "p1")["cpark:myconnector"])
+    assert parking["reason"] == "IMCONNECTOR_NO_CORRECT_PROVIDER" and not dead_letters(r)
+    assert flush(rt, GROUP, "task") == "wait", "the connector's groups wait"
+    other = Group("p1", "other", 107)
+    fill(rt, 1, group=other, first=10)
+    assert wait_for(lambda: flush(rt, other, "task") == "delivered", what="the other connector")
+    assert r.hexists(KEYS.items(GROUP), "9"), "the parked item is kept"
 
 
 def test_throttled_drains_the_budget_and_retries_portal_wide(

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from b24sim import PortalConfig, Simulator
+from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import (
     CLIENT_SECRET,
     Fleet,
@@ -58,7 +58,7 @@ def test_no_secret_appears_anywhere(
     with _Events(p.app) as events:
         creds = {
             "s1": sim.add_portal(PortalConfig(member_id="s1")),
-            "s2": sim.add_portal(PortalConfig(member_id="s2", connectors=["other"])),
+            "s2": sim.add_portal(PortalConfig(member_id="s2")),
             "s3": sim.add_portal(PortalConfig(member_id="s3")),
         }
         for c in creds.values():
@@ -77,6 +77,7 @@ def test_no_secret_appears_anywhere(
             kwargs={**confirmation("s1", 5), "auth": f"access_token={leaked.access_token}"},
         )
         wait_for(lambda: portal_hash(r, "s3").get("version"), what="registrations")
+        sim.inject(Fault(error="ERROR_ARGUMENT", portal="s2"))  # permanent: dead letters
         sim.revoke_refresh("s3")
         for round_ in range(3):  # refreshes (s1), a dead letter (s2), invalid_grant (s3)
             sim.expire_tokens()

@@ -6,7 +6,18 @@ import random
 
 import pytest
 
-from worker.policy import CODES, Action, Backoff, Outcome, classify, compute_backoff, decide
+from worker.policy import (
+    OAUTH_CODES,
+    OWN_CODES,
+    REST_CODES,
+    Action,
+    Backoff,
+    Outcome,
+    canonical,
+    classify,
+    compute_backoff,
+    decide,
+)
 
 BACKOFF = Backoff(
     base_s=1.0,
@@ -19,38 +30,80 @@ BACKOFF = Backoff(
 
 # docs/bitrix24.md, code by code: (HTTP status, the row of the retry table)
 DOCUMENTED = {
-    "WRONG_AUTH_TYPE": (403, Outcome.PERMANENT),
+    "WRONG_AUTH_TYPE": (403, Outcome.DENIED),
     "ERROR_ARGUMENT": (400, Outcome.PERMANENT),
-    "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, Outcome.PERMANENT),
+    "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, Outcome.CONNECTOR_BLOCKED),
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": (400, Outcome.CONNECTOR_BLOCKED),
     "INTERNAL_SERVER_ERROR": (500, Outcome.TRANSIENT),
     "ERROR_UNEXPECTED_ANSWER": (500, Outcome.TRANSIENT),
     "QUERY_LIMIT_EXCEEDED": (503, Outcome.THROTTLED),
     "ERROR_BATCH_METHOD_NOT_ALLOWED": (405, Outcome.PERMANENT),
     "ERROR_BATCH_LENGTH_EXCEEDED": (400, Outcome.PERMANENT),
     "NO_AUTH_FOUND": (401, Outcome.AUTH),
+    "invalid_token": (401, Outcome.AUTH),
     "INVALID_REQUEST": (400, Outcome.PERMANENT),
     "OVERLOAD_LIMIT": (503, Outcome.BLOCKED),
-    "ACCESS_DENIED": (403, Outcome.PERMANENT),
-    "INVALID_CREDENTIALS": (403, Outcome.PERMANENT),
+    "ACCESS_DENIED": (403, Outcome.DENIED),
+    "INVALID_CREDENTIALS": (403, Outcome.DENIED),
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": (404, Outcome.PERMANENT),
-    "insufficient_scope": (403, Outcome.PERMANENT),
+    "insufficient_scope": (403, Outcome.DENIED),
     "expired_token": (401, Outcome.AUTH),
-    "user_access_error": (403, Outcome.PERMANENT),
-    "PORTAL_DELETED": (500, Outcome.TRANSIENT),
+    "user_access_error": (403, Outcome.DENIED),
+    "PAYMENT_REQUIRED": (None, Outcome.DENIED),
+    "PORTAL_DELETED": (None, Outcome.CLOSED),
     "OPERATION_TIME_LIMIT": (429, Outcome.OPERATION_LIMIT),
-    "invalid_grant": (None, Outcome.AUTH_BROKEN),
-    "invalid_client": (None, Outcome.AUTH_BROKEN),
-    "invalid_request": (None, Outcome.AUTH_BROKEN),
-    "invalid_scope": (None, Outcome.AUTH_BROKEN),
-    "PAYMENT_REQUIRED": (None, Outcome.AUTH_BROKEN),
+    "NOT_INSTALLED": (None, Outcome.AUTH_BROKEN),
+    "authorization_error": (None, Outcome.AUTH_BROKEN),
+    "wrong_client": (None, Outcome.AUTH_BROKEN),
+}
+# the token endpoint's answers to a refresh
+OAUTH = {
+    "invalid_grant": Outcome.AUTH_BROKEN,
+    "invalid_client": Outcome.AUTH_BROKEN,
+    "invalid_request": Outcome.AUTH_BROKEN,
+    "invalid_scope": Outcome.AUTH_BROKEN,
+    "insufficient_scope": Outcome.AUTH_BROKEN,
+    "PAYMENT_REQUIRED": Outcome.AUTH_BROKEN,
+    "wrong_client": Outcome.AUTH_BROKEN,
+    "NOT_INSTALLED": Outcome.AUTH_BROKEN,
+    "authorization_error": Outcome.AUTH_BROKEN,
 }
 
 
 @pytest.mark.parametrize(("code", "expected"), sorted(DOCUMENTED.items()))
 def test_every_documented_code_has_its_row(code: str, expected: tuple[int | None, Outcome]) -> None:
     status, outcome = expected
-    assert CODES[code] == expected
+    assert REST_CODES[code] == expected
     assert classify(status, code) is outcome
+
+
+@pytest.mark.parametrize(("code", "outcome"), sorted(OAUTH.items()))
+def test_every_token_endpoint_code_parks(code: str, outcome: Outcome) -> None:
+    assert OAUTH_CODES[code][1] is outcome
+    for status in (200, 400, 401, 403):  # statuses are undocumented; wrong_client comes at 200
+        assert classify(status, code, oauth=True) is outcome
+
+
+@pytest.mark.parametrize("code", sorted(DOCUMENTED))
+def test_codes_match_ignoring_case_and_keep_their_spelling(code: str) -> None:
+    for variant in (code.lower(), code.upper(), code.swapcase()):
+        assert classify(DOCUMENTED[code][0], variant) is DOCUMENTED[code][1]
+        assert canonical(variant) == code
+
+
+def test_rest_and_oauth_spellings_that_collide_keep_their_own_rows() -> None:
+    assert classify(400, "INVALID_REQUEST") is Outcome.PERMANENT  # REST: https required
+    assert classify(400, "invalid_request", oauth=True) is Outcome.AUTH_BROKEN
+    assert canonical("INVALID_REQUEST", oauth=True) == "invalid_request"
+    assert canonical("invalid_request") == "INVALID_REQUEST"
+    assert classify(403, "insufficient_scope") is Outcome.DENIED
+
+
+def test_own_codes_have_rows_and_reasons() -> None:
+    assert classify(None, "SUCCESS_FALSE") is Outcome.PERMANENT
+    assert classify(None, "OAUTH_HOST_NOT_ALLOWED") is Outcome.DENIED
+    assert classify(None, "REFRESH_ANSWER_LOST") is Outcome.AUTH_BROKEN
+    assert all(reason for _, reason in OWN_CODES.values())
 
 
 @pytest.mark.parametrize(
@@ -61,11 +114,20 @@ def test_every_documented_code_has_its_row(code: str, expected: tuple[int | None
         (429, Outcome.THROTTLED),
         (401, Outcome.AUTH_BROKEN),
         (418, Outcome.PERMANENT),
-        (302, Outcome.TRANSIENT),
+        (301, Outcome.MOVED),
+        (302, Outcome.MOVED),
+        (307, Outcome.MOVED),
+        (308, Outcome.MOVED),
+        (304, Outcome.TRANSIENT),
     ],
 )
 def test_unknown_codes_fall_back_on_the_status(status: int | None, outcome: Outcome) -> None:
     assert classify(status, "SOMETHING_NEW") is outcome
+
+
+def test_unknown_token_endpoint_4xx_parks_rather_than_dead_letters() -> None:
+    assert classify(400, "SOMETHING_NEW", oauth=True) is Outcome.AUTH_BROKEN
+    assert classify(503, "SOMETHING_NEW", oauth=True) is Outcome.TRANSIENT
 
 
 def _decide(outcome: Outcome, **kw: float) -> tuple[Action, float, bool]:
@@ -117,6 +179,25 @@ def test_auth_broken_parks_the_portal_until_register() -> None:
 def test_operation_limit_waits_until_reset() -> None:
     assert _decide(Outcome.OPERATION_LIMIT, reset_at=1042.0)[:2] == (Action.RETRY, 42.0)
     assert _decide(Outcome.OPERATION_LIMIT)[:2] == (Action.RETRY, 60.0)
+
+
+def test_conditions_of_the_portal_or_app_park_it_until_register() -> None:
+    assert _decide(Outcome.DENIED) == (Action.PARK, float("inf"), True)
+
+
+def test_conditions_of_one_connector_park_that_connector_only() -> None:
+    assert _decide(Outcome.CONNECTOR_BLOCKED) == (Action.PARK_CONNECTOR, float("inf"), False)
+
+
+def test_a_moved_portal_is_followed() -> None:
+    assert _decide(Outcome.MOVED)[0] is Action.FOLLOW
+
+
+def test_portal_deleted_parks_for_the_overload_time_and_keeps_items_until_old() -> None:
+    assert _decide(Outcome.CLOSED, failures=100) == (Action.PARK, 900.0, True)
+    d = decide(Outcome.CLOSED, failures=0, age_s=1.0, backoff=BACKOFF, now=0)
+    assert not d.counts_failure
+    assert _decide(Outcome.CLOSED, age_s=3600.0)[0] is Action.DEAD_LETTER
 
 
 def test_overload_parks_the_portal_for_minutes() -> None:

@@ -12,7 +12,13 @@ from worker.settings import ENV_NAMES, RULES, Settings
 def test_defaults_match_the_contract() -> None:
     s = Settings.from_env({})
     assert s.redis_url == "redis://127.0.0.1:6379/0"
-    assert s.oauth_url == "https://oauth.bitrix.info/oauth/token/"
+    assert s.oauth_url is None, "an override only: unset, each portal's own OAuth server"
+    assert s.oauth_hosts == "oauth.bitrix.info,oauth.bitrix24.tech"
+    assert s.allowed_endpoint_networks == "public" and not s.loopback_allowed
+    assert s.oauth_timeout_s == 60.0 and s.refresh_lock_ttl_s >= 1.5 * s.oauth_timeout_s
+    assert s.http_connect_timeout_s + s.http_read_timeout_s >= 70, "covers the portal's 60 s"
+    assert s.tokens_renewed_task is None and s.tokens_renewed_queue == "celery"
+    assert s.token_request_task is None and s.token_request_queue == "celery"
     assert s.client_id is None and s.client_secret is None
     assert s.batch_size == 50 and s.flush_window_s == 1.0
 
@@ -43,6 +49,11 @@ def test_values_are_parsed() -> None:
         ("BITRIX24_OAUTH_URL", "http://oauth.example.com/", "https://"),
         ("REDIS_URL", "http://x", "redis://"),
         ("DELIVERY_LOG_FORMAT", "xml", "one of auto, json, console"),
+        ("BITRIX24_OAUTH_HOSTS", "*.bitrix.info", "no wildcards"),
+        ("BITRIX24_OAUTH_HOSTS", "https://oauth.bitrix.info/", "host:port"),
+        ("BITRIX24_OAUTH_HOSTS", "oauth.bitrix.info:http", "host:port"),
+        ("DELIVERY_ALLOWED_ENDPOINT_NETWORKS", "public,internet", "public, private, loopback"),
+        ("DELIVERY_TOKENS_RENEWED_TASK", "bad name!", "a task name"),
     ],
 )
 def test_invalid_values_name_the_variable_and_the_rule(name: str, value: str, message: str) -> None:
@@ -67,3 +78,20 @@ def test_worker_refuses_to_start_with_a_bad_setting() -> None:
     assert (
         "DELIVERY_BATCH_SIZE='-5' is invalid: an integer from 1 to 1000" in run.stderr + run.stdout
     )
+
+
+def test_oauth_hosts_are_hosts_or_host_port() -> None:
+    s = Settings.from_env({"BITRIX24_OAUTH_HOSTS": "OAuth.Example.com, 127.0.0.1:8443,[::1]"})
+    assert s.oauth_host_entries == {
+        ("oauth.example.com", None),
+        ("127.0.0.1", 8443),
+        ("::1", None),
+    }
+
+
+def test_the_refresh_lock_must_outlive_the_refresh_call() -> None:
+    with pytest.raises(SettingsError, match="DELIVERY_REFRESH_LOCK_TTL_S"):
+        Settings.from_env({"DELIVERY_OAUTH_TIMEOUT_S": "60", "DELIVERY_REFRESH_LOCK_TTL_S": "61"})
+    ok = Settings.from_env({"DELIVERY_OAUTH_TIMEOUT_S": "2", "DELIVERY_REFRESH_LOCK_TTL_S": "3"})
+    assert ok.oauth_timeouts() == (1.0, 1.0)
+    assert sum(Settings().oauth_timeouts()) == 60.0

@@ -80,3 +80,29 @@ def test_registration_refuses_unsafe_endpoints(endpoint: str) -> None:
 )
 def test_registration_accepts_https_and_loopback(endpoint: str) -> None:
     assert registration({**AUTH, "client_endpoint": endpoint}).client_endpoint.endswith("/")
+
+
+def test_registration_keeps_server_endpoint_and_token_owner() -> None:
+    reg = registration(
+        {**AUTH, "server_endpoint": "https://oauth.bitrix24.tech/rest/", "token_owner": "producer"}
+    )
+    assert reg.server_endpoint == "https://oauth.bitrix24.tech/rest/"
+    assert reg.token_owner == "producer"
+    default = registration(AUTH)
+    assert default.server_endpoint is None and default.token_owner == "worker"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"server_endpoint": "http://oauth.example/rest/"}, "server_endpoint must use https://"),
+        ({"server_endpoint": "https://u:p@oauth.example/"}, "server_endpoint must not carry"),
+        ({"server_endpoint": []}, "server_endpoint must be a non-empty string"),
+        ({"token_owner": "both"}, "token_owner must be one of worker, producer"),
+    ],
+)
+def test_registration_refuses_bad_server_endpoint_and_owner(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=rf"^{message}"):
+        registration({**AUTH, **change})

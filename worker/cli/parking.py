@@ -1,79 +1,78 @@
-"""`parked` and `unpark`: portals the fleet stopped calling, and letting them go again.
+"""`parked` and `unpark`: portals, and connectors of portals, the fleet stopped calling, and
+letting them go again (worker/parking.py keeps the records and does the work).
 
-A portal is parked when its hash holds `blocked_until` (and `block_reason`): OVERLOAD_LIMIT,
-access the app lost, or a throttle that lasted. `unpark` clears exactly what a new
-registration clears of the parking (keeping the tokens) and makes the portal's groups due now,
-so the sweep hands them to the workers at once.
+A portal is parked when its hash holds `blocked_until` and a `block_reason` that is not the
+rate budget's own backoff: OVERLOAD_LIMIT, PORTAL_DELETED, access the app lost, a condition of
+the portal, an address refused. One connector of a portal is parked by the portal's answers
+about that connector (IMCONNECTOR_*). `unpark` clears the parking (keeping the tokens) and makes
+the groups due now, so the sweep hands them to the workers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from worker.cli.common import Subparsers, connect, emit, keys, known_portal, settings
-
-#: what a parked portal's line shows
-PARKED_FIELDS = ("blocked_until", "block_reason", "throttles", "domain")
-#: the parking state in a portal's hash (its tokens and version stay)
-PARKING_FIELDS = ("blocked_until", "block_reason", "throttles")
 
 
 def register(sub: Subparsers) -> None:
     parked = sub.add_parser(
         "parked",
-        help="portals the fleet stopped calling, until when and why",
+        help="portals and connectors the fleet stopped calling, until when and why",
         description=(
-            "One JSON line per parked portal: member_id, blocked_until (Unix seconds; "
-            "'until registered' when it waits for new tokens), block_reason, throttles."
+            "One JSON line per parking: member_id, connector (null: the whole portal), "
+            "block_reason, description, since, blocked_until (Unix seconds; 'until registered' "
+            "when it waits for portal.register or unpark), pending (items kept)."
         ),
     )
     parked.set_defaults(handler=_parked)
     unpark = sub.add_parser(
         "unpark",
-        help="clear a portal's parking and make its groups due now",
+        help="clear a portal's (or one connector's) parking and make its groups due now",
         description=(
-            "Clear PORTAL's parking (blocked_until, block_reason, its throttle count) and make "
-            "its groups due now. Its tokens stay: a portal parked for lost access needs "
-            "`register` with new tokens instead."
+            "Clear PORTAL's parking, or with --connector that connector's, and make the groups "
+            "due now. Its tokens stay: a portal parked for lost access needs `register` with "
+            "new tokens instead."
         ),
     )
     unpark.add_argument("portal", metavar="PORTAL", help="the portal's member_id")
+    unpark.add_argument("--connector", help="lift only this connector's parking")
     unpark.set_defaults(handler=_unpark)
 
 
+def _line(record: dict[str, Any]) -> dict[str, Any]:
+    until = record["until"]
+    return {
+        "member_id": record["portal"],
+        "connector": record["connector"],
+        "block_reason": record["reason"],
+        "description": record["description"],
+        "since": record["since"],
+        "blocked_until": "until registered" if isinstance(until, str) else until,
+        "pending": record["pending"],
+    }
+
+
 def _parked(args: argparse.Namespace) -> int:
-    from worker.clock import server_time
-    from worker.keys import text
-    from worker.scripts import PARKED
+    from worker.parking import list_parked
 
     s = settings()
-    client, k = connect(s), keys(s)
-    now = server_time(client)  # blocked_until is stored on Redis time
-    for member in sorted(text(m) for m in client.smembers(k.portals)):
-        values = client.hmget(k.portal(member), list(PARKED_FIELDS))
-        found = {f: text(v) for f, v in zip(PARKED_FIELDS, values, strict=True) if v is not None}
-        until = float(found.get("blocked_until", 0) or 0)
-        if until <= now and "block_reason" not in found:
-            continue
-        if until >= PARKED:
-            found["blocked_until"] = "until registered"
-        emit({"member_id": member, **found})
+    for record in list_parked(connect(s), keys(s)):
+        emit(_line(record))
     return 0
 
 
 def _unpark(args: argparse.Namespace) -> int:
-    from worker.clock import server_time
-    from worker.keys import text
+    from worker.parking import list_parked, unpark
 
     s = settings()
     client, k = connect(s), keys(s)
     known_portal(client, k, args.portal)
-    groups = [text(g) for g in client.smembers(k.groups(args.portal))]
-    now = server_time(client)
-    pipe = client.pipeline(transaction=True)
-    pipe.hdel(k.portal(args.portal), *PARKING_FIELDS)
-    if groups:
-        pipe.zadd(k.due, dict.fromkeys(groups, now))
-    cleared, *_ = pipe.execute()
-    emit({"portal": args.portal, "cleared": bool(cleared), "groups_due": len(groups)})
+    cleared = any(
+        p["portal"] == args.portal and p["connector"] == args.connector
+        for p in list_parked(client, k)
+    )
+    groups = unpark(client, k, args.portal, args.connector)
+    emit({"portal": args.portal, "cleared": cleared, "groups_due": groups})
     return 0

@@ -53,7 +53,8 @@ end
 
 local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',
                           'rate_per_s', 'rate_burst', 'throttles')
-local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
+                         group_id)
 if delay ~= 0 then
   return wait('wait', delay)
 end
@@ -81,6 +82,12 @@ if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to tru
     redis.call('HINCRBY', stats_key, 'rate_waits', 1)
     return wait('throttled', slot_wait)
   end
+end
+
+-- a portal parked as closed (PORTAL_DELETED) whose parking ran out: this flush is its one probe;
+-- the others wait for its answer (settle re-parks or reopens the portal)
+if redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
+  redis.call('HSET', portal_key, 'blocked_until', tostring(now + lease_ttl_s), 'probe', lease_id)
 end
 
 local popped = redis.call('ZPOPMIN', queue_key, batch_size)

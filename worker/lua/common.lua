@@ -22,10 +22,19 @@ local function observe(stats_key, name, value)
   redis.call('HINCRBYFLOAT', stats_key, name .. '_sum', value)
 end
 
--- Seconds until the group may flush next (0: now), or -1 when nothing is pending.
-local function next_delay(queue_key, meta_key, portal_key, now, batch, window)
+-- The connector of a group id ('portal:connector:line'), as its parking field names it.
+local function connector_park_field(group_id)
+  return 'cpark:' .. (string.match(group_id, '^[^:]*:([^:]*):') or '')
+end
+
+-- Seconds until the group may flush next (0: now), or -1 when nothing is pending. A parked
+-- connector of the portal (`cpark:<connector>` in the portal hash) parks its groups.
+local function next_delay(queue_key, meta_key, portal_key, now, batch, window, group_id)
   local n = redis.call('ZCARD', queue_key)
   if n == 0 then return -1 end
+  if redis.call('HEXISTS', portal_key, connector_park_field(group_id)) == 1 then
+    return PARKED
+  end
   local wait = 0
   if n < batch then
     local oldest = redis.call('ZRANGE', queue_key, 0, 0, 'WITHSCORES')

@@ -31,7 +31,8 @@ local n = redis.call('ZCARD', queue_key)
 if n ~= 1 and n % batch_size ~= 0 then
   return cjson.encode({added = 1, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
 end
-local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
+                         group_id)
 local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
                        max_countdown_s, grace_s)
 return cjson.encode({added = 1, trigger = trigger})

@@ -1,6 +1,8 @@
 -- End a flush. Items still ours are those we lease, or, when our lease was lost, those not
 -- re-leased by the next flusher. `action` is one of the action names (DELIVERED, DEAD_LETTER,
--- RETRY, REFRESH, PARK); `delay_s` 0: none, >= PARKED: until portal.register.
+-- RETRY, REFRESH, PARK, PARK_CONNECTOR); `delay_s` 0: none, >= PARKED: until portal.register.
+-- PARK with `portal_wide` parks the portal (reason `code`); PARK_CONNECTOR parks the group's
+-- connector of the portal. The answer of a closed portal's probe re-parks or reopens it.
 -- Returns {settled = count, trigger = {send, delay_ms}} (see finish).
 local items_key = KEYS[1]
 local queue_key = KEYS[2]
@@ -15,6 +17,7 @@ local stats_key = KEYS[10]
 local dead_key = KEYS[11]
 local dead_data_key = KEYS[12]
 local trigger_key = KEYS[13]
+local groups_key = KEYS[14]
 local group_id = ARGV[1]
 local lease_id = ARGV[2]
 local action = ARGV[3]
@@ -40,6 +43,9 @@ if mine then redis.call('DEL', lease_key) end
 redis.call('ZREM', inflight_key, lease_id)
 local portal_exists = redis.call('EXISTS', portal_key) == 1
 local settled = 0
+-- this flush was a closed portal's one probe: its answer decides for the whole portal
+local probe = portal_exists and redis.call('HGET', portal_key, 'probe') == lease_id
+if probe then redis.call('HDEL', portal_key, 'probe') end
 
 local function ours(id)
   return mine or not redis.call('ZSCORE', leased_key, id)
@@ -84,6 +90,14 @@ if action == DELIVERED or action == DEAD_LETTER then
              'not_before')
   if action == DELIVERED and portal_exists then
     redis.call('HDEL', portal_key, 'throttles', 'refused_refreshed')
+    if redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
+      -- the closed portal answered: open again, every group due now
+      redis.call('HDEL', portal_key, 'blocked_until', 'block_reason', 'block_description',
+                 'blocked_at')
+      for _, gid in ipairs(redis.call('SMEMBERS', groups_key)) do
+        redis.call('ZADD', due_key, now, gid)
+      end
+    end
     if operating_reset_at ~= '' then
       redis.call('HSET', portal_key, 'operating_reset_at', operating_reset_at)
     end
@@ -95,13 +109,20 @@ else
     redis.call('DEL', leased_key)
   end
   if counts_failure then redis.call('HINCRBY', meta_key, 'failures', 1) end
-  if delay_s > 0 then
+  if action == PARK_CONNECTOR and portal_exists then
+    redis.call('HSET', portal_key, connector_park_field(group_id), cjson.encode({
+      reason = code, description = description, at = now}))
+  elseif delay_s > 0 then
     local wake = delay_s >= PARKED and PARKED or now + delay_s
     if portal_wide then
       if portal_exists then
         local current = tonumber(redis.call('HGET', portal_key, 'blocked_until') or '0') or 0
-        if wake > current then
-          redis.call('HSET', portal_key, 'blocked_until', tostring(wake), 'block_reason', code)
+        if wake > current or probe then
+          if redis.call('HGET', portal_key, 'block_reason') ~= code then
+            redis.call('HSET', portal_key, 'blocked_at', tostring(now))
+          end
+          redis.call('HSET', portal_key, 'blocked_until', tostring(wake), 'block_reason', code,
+                     'block_description', description)
         end
       end
     else
@@ -118,7 +139,8 @@ else
   end
 end
 
-local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
+                         group_id)
 local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
                        max_countdown_s, grace_s)
 return cjson.encode({settled = settled, trigger = trigger})
