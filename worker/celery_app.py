@@ -131,4 +131,13 @@ def create_app(settings: Settings) -> Celery:
         configure_logging(settings.log_format, str(level or "WARNING"))
 
     signals.setup_logging.connect(setup_logging, weak=False)
+
+    def start_error_tracking(**_: Any) -> None:
+        """Sentry for the worker and beat when SENTRY_DSN is set (secrets masked)."""
+        from worker import tracking
+
+        tracking.init(settings)
+
+    signals.celeryd_init.connect(start_error_tracking, weak=False)
+    signals.beat_init.connect(start_error_tracking, weak=False)
     return app
