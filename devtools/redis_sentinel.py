@@ -53,6 +53,8 @@ class Node:
 class SentinelCluster:
     """Start with `start()`; `url` is the kombu-style address list, `MASTER` the name."""
 
+    #: 0: just the primary and its replica (no failover)
+    sentinel_count: int = 3
     down_after_ms: int = 1000
     failover_timeout_ms: int = 4000
     data_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="b24d-sentinel-"))
@@ -93,7 +95,7 @@ class SentinelCluster:
         data += ["--maxmemory-policy", "noeviction", "--repl-diskless-sync", "no"]
         primary = self._spawn("primary", [self.binary, *data])
         self._spawn("replica", [self.binary, *data, "--replicaof", "127.0.0.1", str(primary.port)])
-        for n in range(3):
+        for n in range(self.sentinel_count):
             conf = Path(self.data_dir) / f"sentinel{n}.conf"
             conf.write_text(
                 f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} 2\n"
@@ -102,8 +104,17 @@ class SentinelCluster:
                 f"sentinel parallel-syncs {MASTER} 1\n"
             )
             self._spawn(f"sentinel{n}", [self.binary, str(conf), "--sentinel"])
-        self._wait_discovered(timeout_s)
+        self._wait_synced(timeout_s)
+        if self.sentinel_count:
+            self._wait_discovered(timeout_s)
         return self
+
+    def _wait_synced(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.nodes["replica"].client().info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica did not sync; see {self.data_dir}")
+            time.sleep(0.05)
 
     def _wait_discovered(self, timeout_s: float) -> None:
         """Until every sentinel knows the replica and the two other sentinels (quorum)."""
@@ -114,7 +125,7 @@ class SentinelCluster:
                 try:
                     fields = sentinel.client().sentinel_master(MASTER)
                     ready &= int(fields["num-slaves"]) >= 1
-                    ready &= int(fields["num-other-sentinels"]) >= 2
+                    ready &= int(fields["num-other-sentinels"]) >= self.sentinel_count - 1
                 except (redis.RedisError, KeyError):
                     ready = False
             if ready:
