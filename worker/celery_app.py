@@ -30,7 +30,7 @@ def use_patched_redis_transport() -> None:
         "redis": "worker.broker:Transport",
         "rediss": "worker.broker:Transport",
         # sentinel:// (REDIS_URL with REDIS_SENTINEL_MASTER): kombu's sentinel transport, same patch
-        "sentinel": "worker.sentinel:SentinelTransport",
+        "sentinel": "worker.sentinel_transport:SentinelTransport",
     }
     for scheme, transport in patched.items():
         TRANSPORT_ALIASES[scheme] = transport

@@ -18,8 +18,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from redis import Redis
 
 from worker.keys import Group, Keys, text
+from worker.scripts import PARKED  # the scripts' "until portal.register"
 
-PARKED = 1e18  # the scripts' "until portal.register" (worker/lua/common.lua)
 #: kombu's Redis transport keeps priorities 3, 6 and 9 in lists of their own
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 CHUNK = 500

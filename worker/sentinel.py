@@ -1,5 +1,6 @@
 """Redis Sentinel: the state client through `redis.sentinel`, the broker through kombu's
-sentinel transport with the same reconnect patch as the plain Redis one (worker/broker.py).
+sentinel transport with the same reconnect patch as the plain Redis one
+(worker/sentinel_transport.py, on worker/broker.py).
 
 `REDIS_URL=sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379/0` (kombu's form: one
 `sentinel://` address per sentinel, `;`-separated) with `REDIS_SENTINEL_MASTER=mymaster`. kombu
@@ -18,11 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from kombu.transport import redis as kombu_redis
 from redis.sentinel import Sentinel
-
-from worker.broker import Channel as RedisChannel
-from worker.broker import QoS
 
 SCHEME = "sentinel://"
 
@@ -102,13 +99,3 @@ def connect(url: str, master: str | None = None, *, timeout_s: float = 30) -> re
 def transport_options(redis_url: str, master: str | None) -> dict[str, Any]:
     """Broker transport options a sentinel:// broker URL needs (none for other URLs)."""
     return {"master_name": master} if is_sentinel(redis_url) and master else {}
-
-
-class SentinelChannel(RedisChannel, kombu_redis.SentinelChannel):
-    """kombu's sentinel channel with the Redis channel's reconnect fixes (worker/broker.py)."""
-
-    QoS = QoS
-
-
-class SentinelTransport(kombu_redis.SentinelTransport):
-    Channel = SentinelChannel
