@@ -53,16 +53,19 @@ def dashboard_expressions() -> list[str]:
 
 
 def served(exposition: str) -> set[str]:
-    """Every sample name the exposition's families define (counters end in _total, ...)."""
-    names = set()
+    """Every sample name the exposition has or its families define (a counter family without
+    samples yet still serves `<name>_total`, a histogram its `_bucket`, `_sum`, `_count`)."""
+    names = {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line}
+    names = {n for n in names if not n.startswith("#")}
     for match in re.finditer(r"^# TYPE (\S+) (\S+)$", exposition, re.M):
         name, kind = match.groups()
+        base = name.removesuffix("_total") if kind == "counter" else name
         suffixes = {
             "counter": ["_total"],
             "histogram": ["_bucket", "_sum", "_count"],
             "summary": ["_sum", "_count", ""],
         }.get(kind, [""])
-        names.update(name + s for s in suffixes)
+        names.update(base + s for s in suffixes)
     return names
 
 
