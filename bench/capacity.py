@@ -29,6 +29,7 @@ import psutil
 import redis
 
 from b24producer import Producer
+from bench import naive
 from bench.procs import Procs, Sim, celery_worker, child_env
 from devtools.redis_sentinel import SentinelCluster
 
@@ -95,18 +96,49 @@ def _wait(done: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def measure(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: float) -> Row:
-    logdir = logdir / f"acks{replica_acks}"
-    logdir.mkdir()
-    cluster = SentinelCluster(sentinel_count=0).start()
-    procs = Procs(logdir)
-    primary = cluster.nodes["primary"]
-    client = primary.client(timeout_s=10)
-    producer = Producer(primary.url)
+class Setup:
+    """One measured row: a fresh primary (with a replica), the simulator, two workers."""
+
+    def __init__(self, name: str, logdir: Path) -> None:
+        self.logdir = logdir / name
+        self.logdir.mkdir()
+        self.cluster = SentinelCluster(sentinel_count=0).start()
+        self.procs = Procs(self.logdir)
+        self.primary = self.cluster.nodes["primary"]
+        self.client = self.primary.client(timeout_s=10)
+        self.producer = Producer(self.primary.url)
+        self.workers: list[int] = []
+
+    def measure(self, setup: str, send: Any, done: Any, n: int, timeout_s: float) -> Row:
+        """Warm up, reset Redis' counters, send N, wait until `done(N)`; the deltas."""
+        warm = 200
+        send(1, warm)
+        _wait(lambda: done() >= warm, timeout_s, "the warm-up")
+        self.client.config_resetstat()
+        redis0, workers0 = _redis_cpu(self.client), _tree_cpu(self.workers)
+        t0 = time.monotonic()
+        send(warm + 1, n)
+        _wait(lambda: done() >= warm + n, timeout_s, f"{n} completions")
+        wall = time.monotonic() - t0
+        commands = _commandstats(self.client)
+        commands.pop("info", None)  # this script's own reads
+        commands.pop("config|resetstat", None)
+        cpu = _redis_cpu(self.client) - redis0
+        return Row(setup, done() - warm, wall, commands, cpu, _tree_cpu(self.workers) - workers0)
+
+    def close(self) -> None:
+        self.producer.close()
+        self.procs.stop_all()
+        self.cluster.close()
+
+
+def pipeline_row(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: float) -> Row:
+    """The real pipeline: delivery.confirm -> buffer -> delivery.flush -> the simulator."""
+    run = Setup(f"acks{replica_acks}", logdir)
     try:
-        sim = Sim(procs, CLIENT_ID, CLIENT_SECRET)
+        sim = Sim(run.procs, CLIENT_ID, CLIENT_SECRET)
         env = child_env(
-            REDIS_URL=primary.url,
+            REDIS_URL=run.primary.url,
             BITRIX24_CLIENT_ID=CLIENT_ID,
             BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
             BITRIX24_OAUTH_URL=sim.oauth_url,
@@ -115,15 +147,14 @@ def measure(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: floa
             DELIVERY_REPLICA_ACKS=str(replica_acks),
             DELIVERY_LOG_FORMAT="json",
         )
-        workers = [
-            celery_worker(
-                procs, "worker", f"cap{i}", "celery,flush", env, logdir if i == 0 else None
-            )
+        beat = [run.logdir, None]
+        run.workers = [
+            celery_worker(run.procs, "worker", f"cap{i}", "celery,flush", env, beat[i]).pid
             for i in range(2)
         ]
         portals = [f"cap{p}" for p in range(PORTALS)]
         for portal in portals:
-            producer.register_portal(**sim.add_portal(portal, **FAST))
+            run.producer.register_portal(**sim.add_portal(portal, **FAST))
 
         def accepted() -> int:
             state = sim.state(records=False)["portals"]
@@ -131,7 +162,7 @@ def measure(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: floa
 
         def send(first: int, count: int) -> None:
             for mid in range(first, first + count):
-                producer.confirm(
+                run.producer.confirm(
                     portal=portals[mid % PORTALS],
                     connector="capconn",
                     line=1 + (mid // PORTALS) % LINES,
@@ -140,30 +171,32 @@ def measure(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: floa
                     chat={"id": "c"},
                 )
 
-        warm = 200
-        send(1, warm)
-        _wait(lambda: accepted() >= warm, timeout_s, "the warm-up")
-        pids = [w.pid for w in workers]
-        client.config_resetstat()
-        redis0, workers0, t0 = _redis_cpu(client), _tree_cpu(pids), time.monotonic()
-        send(warm + 1, n)
-        _wait(lambda: accepted() >= warm + n, timeout_s, f"{n} deliveries")
-        wall = time.monotonic() - t0
-        commands = _commandstats(client)
-        commands.pop("info", None)  # this script's own reads
-        commands.pop("config|resetstat", None)
-        return Row(
-            setup,
-            accepted() - warm,
-            wall,
-            commands,
-            _redis_cpu(client) - redis0,
-            _tree_cpu(pids) - workers0,
-        )
+        return run.measure(setup, send, accepted, n, timeout_s)
     finally:
-        producer.close()
-        procs.stop_all()
-        cluster.close()
+        run.close()
+
+
+def noop_row(n: int, logdir: Path, timeout_s: float) -> Row:
+    """Celery's own cost per message on Redis: bench.naive's no-op task, same Celery options."""
+    run = Setup("noop", logdir)
+    try:
+        env = child_env(REDIS_URL=run.primary.url)
+        run.workers = [
+            celery_worker(run.procs, "bench.naive", f"noop{i}", naive.NOOP_QUEUE, env, None).pid
+            for i in range(2)
+        ]
+
+        def send(first: int, count: int) -> None:
+            for _ in range(count):
+                run.producer.app.send_task(naive.NOOP_TASK, queue=naive.NOOP_QUEUE)
+
+        def done() -> int:
+            return int(run.client.hget(naive.NOOP_STATS, "done") or 0)
+
+        name = "Celery no-op task (one message, Redis broker)"
+        return run.measure(name, send, done, n, timeout_s)
+    finally:
+        run.close()
 
 
 def render(rows: list[Row], n: int, notes: list[str]) -> str:
@@ -226,13 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         rows = [
-            measure("Redis broker", n, 0, logdir, args.timeout_s),
-            measure("Redis broker, DELIVERY_REPLICA_ACKS=1", n, 1, logdir, args.timeout_s),
+            pipeline_row("Redis broker", n, 0, logdir, args.timeout_s),
+            pipeline_row("Redis broker, DELIVERY_REPLICA_ACKS=1", n, 1, logdir, args.timeout_s),
+            noop_row(n, logdir, args.timeout_s),
         ]
         notes = [
-            "- Commands and CPU include the producer's (LPUSH), Celery's (BRPOP, the unacked "
-            "bookkeeping, task events) and the pipeline's scripts (EVALSHA), and the sweep's "
-            "constant load; replication to the replica is part of the primary's CPU.",
+            "- Commands (inside scripts included) and CPU include the producer's (LPUSH), "
+            "Celery's (BRPOP, the unacked bookkeeping, task events) and the pipeline's scripts "
+            "(EVALSHA), and the sweep's constant load; replication to the replica is part of the "
+            "primary's CPU. A confirmation is one `delivery.confirm` message plus its share of "
+            "one `delivery.flush` per call (50 per call at most); the no-op row is the Celery "
+            "part of each message, the rest is the pipeline's.",
+            "- *conf/s here* is what this machine reached with the producer in the benchmark's "
+            "own process: a floor, not the ceiling.",
             _rabbitmq_note(),
         ]
         text = render(rows, n, notes)
