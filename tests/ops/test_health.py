@@ -3,13 +3,15 @@ healthy and unhealthy against real processes: `health worker`, `health beat`, `/
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from pathlib import Path
 
 import redis
 
 from devtools.redis_local import LocalRedis
-from tests.harness import Fleet, wait_for
+from tests.harness import ROOT, Fleet, wait_for
 from tests.ops.conftest import cli, exporter, get
 
 
@@ -75,3 +77,20 @@ def test_exporter_healthz_follows_redis(fleet: Fleet, tmp_path: Path) -> None:
             assert get(f"{base}/healthz") == (200, "ok\n")
     finally:
         own.close()
+
+
+def test_every_probe_in_the_manifests_is_a_real_command() -> None:
+    """The Kubernetes example calls only subcommands and flags the CLI accepts."""
+    from worker.cli import parser
+
+    commands = []
+    for path in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml")):
+        for match in re.finditer(r"command: (\[.*?\])", path.read_text(), re.S):
+            command = json.loads(match.group(1))
+            if command[0] == "b24-delivery":
+                commands.append(command[1:])
+                parser().parse_args(command[1:])  # exits 2 on anything unknown
+    probes = {tuple(c[:2]) for c in commands}
+    assert {("health", "worker"), ("health", "beat"), ("metrics", "--address")} <= probes
+    exporter = (ROOT / "deploy" / "kubernetes" / "exporter.yaml").read_text()
+    assert "path: /healthz" in exporter
