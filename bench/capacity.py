@@ -30,7 +30,8 @@ import redis
 
 from b24producer import Producer
 from bench import naive
-from bench.procs import Procs, Sim, celery_worker, child_env
+from bench.procs import Sim, celery_worker
+from devtools.procs import Procs, child_env
 from devtools.redis_sentinel import SentinelCluster
 
 CLIENT_ID = "app.capacity"
@@ -128,7 +129,7 @@ class Setup:
 
     def close(self) -> None:
         self.producer.close()
-        self.procs.stop_all()
+        self.procs.stop()
         self.cluster.close()
 
 
@@ -147,9 +148,8 @@ def pipeline_row(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s:
             DELIVERY_REPLICA_ACKS=str(replica_acks),
             DELIVERY_LOG_FORMAT="json",
         )
-        beat = [run.logdir, None]
         run.workers = [
-            celery_worker(run.procs, "worker", f"cap{i}", "celery,flush", env, beat[i]).pid
+            celery_worker(run.procs, "worker", f"cap{i}", "celery,flush", env, i == 0).process.pid
             for i in range(2)
         ]
         portals = [f"cap{p}" for p in range(PORTALS)]
@@ -182,7 +182,9 @@ def noop_row(n: int, logdir: Path, timeout_s: float) -> Row:
     try:
         env = child_env(REDIS_URL=run.primary.url)
         run.workers = [
-            celery_worker(run.procs, "bench.naive", f"noop{i}", naive.NOOP_QUEUE, env, None).pid
+            celery_worker(
+                run.procs, "bench.naive", f"noop{i}", naive.NOOP_QUEUE, env, False
+            ).process.pid
             for i in range(2)
         ]
 
