@@ -41,7 +41,7 @@ def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
         # with itself) waits for a replica again; after the last retry the primary alone has it.
         if self.request.retries < REPLICA_RETRIES:
             raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
-        log.warning("ingest not replicated", group=item.group.id, replicas=0)
+        log.warning("ingest not replicated", group=item.group.id, wanted=rt.settings.replica_acks)
     return "added" if ingested.added else "coalesced"
 
 
