@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format bench chaos clean lock
+.PHONY: install run test lint format bench capacity chaos clean lock promtool
 
 $(STAMP): requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ run: $(STAMP)
 	$(PY) -m devtools.demo
 
 ## the whole suite against a real Redis (private server when none answers) and the simulator
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## best effort, never fails: promtool (Debian's `prometheus` package) for the alert-rule tests,
+## which skip with a printed reason where it cannot be installed
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 \
+	            && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; }; } \
+	  || echo "promtool not installed (needs root and apt-get): the alert-rule tests will skip"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,6 +43,10 @@ format: $(STAMP)
 ## side-by-side throughput table (ours vs naive vs no-op task vs the portal's permitted rate)
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+## Redis commands and CPU per delivered confirmation, worker CPU per 1,000 (~1 minute)
+capacity: $(STAMP)
+	$(PY) -m bench.capacity
 
 ## the longer soak of the reliability scenarios
 chaos: $(STAMP)

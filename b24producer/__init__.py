@@ -25,15 +25,22 @@ _SECRET_FIELDS = ("access_token", "refresh_token", "application_token")
 
 
 class Producer:
-    def __init__(self, redis_url: str, *, app: Celery | None = None) -> None:
+    def __init__(
+        self, redis_url: str, *, app: Celery | None = None, sentinel_master: str | None = None
+    ) -> None:
+        """`redis_url` may be kombu's Sentinel list (`sentinel://h1:26379;sentinel://h2:26379/0`),
+        with `sentinel_master` the monitored master's name."""
         self.app = app or Celery("b24producer", broker=redis_url, set_as_current=False)
+        transport: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+        if sentinel_master:
+            transport["master_name"] = sentinel_master
         self.app.conf.update(
             task_serializer="json",
             accept_content=["json"],
             # a clear error instead of a hang when Redis is down
             broker_connection_retry=False,
             broker_connection_max_retries=0,
-            broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+            broker_transport_options=transport,
         )
 
     def confirm(

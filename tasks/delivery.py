@@ -24,13 +24,24 @@ def runtime() -> Runtime:
     return _runtime.get(get_settings(), app.send_task)
 
 
-@app.task(name=CONFIRM_TASK, throws=(InvalidInput,))
-def confirm(**payload: Any) -> str:
+#: with DELIVERY_REPLICA_ACKS, an ingest no replica acknowledged is retried this often (1 s
+#: apart) before it is accepted on the primary alone (counted, and alerted on)
+REPLICA_RETRIES = 3
+
+
+@app.task(name=CONFIRM_TASK, bind=True, throws=(InvalidInput,), max_retries=REPLICA_RETRIES)
+def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
     """Validate one confirmation, add it to its group's buffer, make sure a flush is due."""
     rt = runtime()
     item = validated(rt, CONFIRM_TASK, confirmation, payload)
     ingested = rt.buffer.ingest(item.group, item.message_id, item.element)
     rt.send_flush(item.group, ingested.trigger)
+    if not ingested.replicated:
+        # Not acknowledged: the message goes back to the broker and the ingest (coalesced
+        # with itself) waits for a replica again; after the last retry the primary alone has it.
+        if self.request.retries < REPLICA_RETRIES:
+            raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
+        log.warning("ingest not replicated", group=item.group.id, wanted=rt.settings.replica_acks)
     return "added" if ingested.added else "coalesced"
 
 

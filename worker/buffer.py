@@ -27,10 +27,14 @@ def _trigger(task_id: str, reply: dict[str, Any]) -> Trigger:
 
 @dataclass(frozen=True)
 class Ingested:
-    """`ingest.lua`'s answer: False when the confirmation coalesced with a pending one."""
+    """`ingest.lua`'s answer: False when the confirmation coalesced with a pending one.
+
+    `replicated` is False only when DELIVERY_REPLICA_ACKS replicas did not acknowledge the
+    ingest within DELIVERY_REPLICA_TIMEOUT_MS (it then lives on the primary alone)."""
 
     added: bool
     trigger: Trigger
+    replicated: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,19 +92,28 @@ class Buffer:
     def ingest(self, group: Group, message_id: str, element: dict[str, Any]) -> Ingested:
         """Add a confirmation to its group (coalescing a repeat of a pending message id)."""
         task_id = new_task_id()
-        reply = self._ingest(
-            self.keys.group_keys(group),
-            {
-                "group_id": group.id,
-                "message_id": message_id,
-                "element_json": json.dumps(element, separators=(",", ":")),
-                "batch_size": self.s.batch_size,
-                "window_s": self.s.flush_window_s,
-                "task_id": task_id,
-                **self._timing(),
-            },
-        )
-        return Ingested(bool(reply["added"]), _trigger(task_id, reply["trigger"]))
+        keys = self.keys.group_keys(group)
+        args = {
+            "group_id": group.id,
+            "message_id": message_id,
+            "element_json": json.dumps(element, separators=(",", ":")),
+            "batch_size": self.s.batch_size,
+            "window_s": self.s.flush_window_s,
+            "task_id": task_id,
+            **self._timing(),
+        }
+        replicated = True
+        if self.s.replica_acks:
+            # WAIT on the script's own connection: its writes (and all before them) are on
+            # that many replicas, so a failover to one of them keeps this confirmation.
+            want = self.s.replica_acks
+            reply, acked = self._ingest.then_wait(keys, args, want, self.s.replica_timeout_ms)
+            replicated = acked >= want
+            if not replicated:
+                self.redis.hincrby(self.keys.stats, "replica_wait_timeouts", 1)
+        else:
+            reply = self._ingest(keys, args)
+        return Ingested(bool(reply["added"]), _trigger(task_id, reply["trigger"]), replicated)
 
     def begin(self, group: Group, own_task_id: str) -> Begin:
         """Lease a batch of the group if it is ready and the portal's budget has a slot."""
@@ -186,7 +199,10 @@ class Buffer:
 
     def claim_due(self, limit: int = 500) -> list[Group]:
         """The sweep's share: groups whose due time passed (each pushed a grace period on)."""
-        reply = self._claim({"due_key": self.keys.due}, {"grace_s": self.grace_s, "limit": limit})
+        reply = self._claim(
+            {"due_key": self.keys.due, "last_run_key": self.keys.sweep_last_run},
+            {"grace_s": self.grace_s, "limit": limit},
+        )
         return [Group.parse(i) for i in reply["group_ids"] or []]
 
     def resume_portal(self, member_id: str) -> int:

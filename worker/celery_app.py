@@ -18,6 +18,7 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from worker.logs import configure_logging
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
+from worker.sentinel import transport_options as sentinel_transport_options
 from worker.settings import Settings
 
 
@@ -25,8 +26,14 @@ def use_patched_redis_transport() -> None:
     """redis:// URLs in this process use kombu's Redis transport patched to survive a Redis
     restart (worker/broker.py); an alias keeps the URL, and so every log line, as operators
     wrote it."""
-    for scheme in ("redis", "rediss"):
-        TRANSPORT_ALIASES[scheme] = "worker.broker:Transport"
+    patched = {
+        "redis": "worker.broker:Transport",
+        "rediss": "worker.broker:Transport",
+        # sentinel:// (REDIS_URL with REDIS_SENTINEL_MASTER): kombu's sentinel transport, same patch
+        "sentinel": "worker.sentinel_transport:SentinelTransport",
+    }
+    for scheme, transport in patched.items():
+        TRANSPORT_ALIASES[scheme] = transport
         # kombu caches each alias's class on first use: a connection made before the app was
         # built (a producer in the same process) must not pin the unpatched one
         kombu.transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
@@ -75,6 +82,7 @@ def create_app(settings: Settings) -> Celery:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "health_check_interval": 30,
+            **sentinel_transport_options(settings.redis_url, settings.redis_sentinel_master),
         },
         # Keep retrying the broker forever (with Celery's backoff) instead of exiting.
         broker_connection_retry_on_startup=True,
@@ -123,4 +131,13 @@ def create_app(settings: Settings) -> Celery:
         configure_logging(settings.log_format, str(level or "WARNING"))
 
     signals.setup_logging.connect(setup_logging, weak=False)
+
+    def start_error_tracking(**_: Any) -> None:
+        """Sentry for the worker and beat when SENTRY_DSN is set (secrets masked)."""
+        from worker import tracking
+
+        tracking.init(settings)
+
+    signals.celeryd_init.connect(start_error_tracking, weak=False)
+    signals.beat_init.connect(start_error_tracking, weak=False)
     return app

@@ -64,6 +64,11 @@ class Keys:
         return f"{self.prefix}:stats"
 
     @property
+    def sweep_last_run(self) -> str:
+        """STRING: when the sweep last ran (Redis' clock, seconds), for `health beat`."""
+        return f"{self.prefix}:sweep:last_run"
+
+    @property
     def portals(self) -> str:
         """SET of registered member_ids."""
         return f"{self.prefix}:portals"

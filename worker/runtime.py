@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker import triggers
+from worker import sentinel, triggers
 from worker.buffer import Buffer
 from worker.keys import Group
 from worker.perprocess import per_process
@@ -20,14 +20,9 @@ from worker.settings import Settings
 from worker.triggers import SendTask, Trigger
 
 
-def connect(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url,
-        health_check_interval=30,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        retry_on_timeout=True,
-    )
+def connect(settings: Settings, *, timeout_s: float = 30) -> Redis:
+    """The state store's client (the sentinels' current master with a sentinel:// URL)."""
+    return sentinel.connect(settings.redis_url, settings.redis_sentinel_master, timeout_s=timeout_s)
 
 
 @dataclass

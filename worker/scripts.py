@@ -91,21 +91,38 @@ class Bound:
 
     def __init__(self, redis: Redis, spec: Spec) -> None:
         self.spec = spec
+        self._redis = redis
         self._script: Script = redis.register_script(spec.source)
 
-    def __call__(self, keys: Mapping[str, str], args: Mapping[str, Any]) -> dict[str, Any]:
-        """Run with keys and arguments by name; `keys` may hold more than the script names."""
+    def _ordered(
+        self, keys: Mapping[str, str], args: Mapping[str, Any]
+    ) -> tuple[list[str], list[Any]]:
         missing = [k for k in self.spec.keys if k not in keys]
         if missing or set(args) != set(self.spec.args):
             raise TypeError(
                 f"{self.spec.name}.lua takes keys {self.spec.keys} and args {self.spec.args}; "
                 f"got keys {sorted(keys)} and args {sorted(args)}"
             )
-        reply = self._script(
-            keys=[keys[k] for k in self.spec.keys], args=[args[a] for a in self.spec.args]
-        )
-        answer: dict[str, Any] = json.loads(reply)
+        return [keys[k] for k in self.spec.keys], [args[a] for a in self.spec.args]
+
+    def __call__(self, keys: Mapping[str, str], args: Mapping[str, Any]) -> dict[str, Any]:
+        """Run with keys and arguments by name; `keys` may hold more than the script names."""
+        ordered_keys, ordered_args = self._ordered(keys, args)
+        answer: dict[str, Any] = json.loads(self._script(keys=ordered_keys, args=ordered_args))
         return answer
+
+    def then_wait(
+        self, keys: Mapping[str, str], args: Mapping[str, Any], replicas: int, timeout_ms: int
+    ) -> tuple[dict[str, Any], int]:
+        """Run, then `WAIT replicas timeout_ms` on the same connection, in one round trip:
+        the answer, and how many replicas acknowledged the script's writes."""
+        pipe = self._redis.pipeline(transaction=False)
+        ordered_keys, ordered_args = self._ordered(keys, args)
+        self._script(keys=ordered_keys, args=ordered_args, client=pipe)
+        pipe.wait(replicas, timeout_ms)
+        reply, acked = pipe.execute()
+        answer: dict[str, Any] = json.loads(reply)
+        return answer, int(acked)
 
 
 def script(redis: Redis, name: str) -> Bound:

@@ -41,6 +41,8 @@ class Settings:
     """Everything tunable. Field metadata: env variable, rule text."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: with REDIS_URL in kombu's Sentinel form, the name of the master the sentinels monitor
+    redis_sentinel_master: str | None = None
     client_id: str | None = None
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     #: the operator's token endpoint for every portal (an override, trusted as set); unset: each
@@ -91,6 +93,11 @@ class Settings:
     visibility_timeout_s: float = 300.0
     rejected_keep: int = 10_000
     log_format: str = "auto"
+    #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
+    replica_acks: int = 0
+    replica_timeout_ms: int = 100
+    #: errors (with secrets masked) to Sentry when set; needs the `sentry` extra
+    sentry_dsn: str | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +144,11 @@ class Settings:
                 f"DELIVERY_REFRESH_LOCK_TTL_S must be at least {REFRESH_LOCK_MARGIN} x "
                 "DELIVERY_OAUTH_TIMEOUT_S, or a second process could spend the same refresh token "
                 "while the first one's refresh is still under way"
+            )
+        if self.redis_url.startswith("sentinel://") and not self.redis_sentinel_master:
+            raise SettingsError(
+                "REDIS_SENTINEL_MASTER is required when REDIS_URL is a sentinel:// URL: "
+                "the name of the master the sentinels monitor"
             )
         if self.backoff_cap_s < self.backoff_base_s:
             raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
@@ -226,7 +238,18 @@ def _url(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+    if raw.startswith("sentinel://"):
+        from worker.sentinel import parse  # raises ValueError for a malformed list
+
+        parse(raw)
+    elif urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(raw)
+    return raw
+
+
+def _sentry_dsn(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not parts.username:
         raise ValueError(raw)
     return raw
 
@@ -245,6 +268,8 @@ def _prefix(raw: str) -> str:
 
 _ENV_OVERRIDES = {
     "redis_url": "REDIS_URL",
+    "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
+    "sentry_dsn": "SENTRY_DSN",
     "client_id": "BITRIX24_CLIENT_ID",
     "client_secret": "BITRIX24_CLIENT_SECRET",
     "oauth_url": "BITRIX24_OAUTH_URL",
@@ -255,7 +280,12 @@ ENV_NAMES = {
     for f in dataclasses.fields(Settings)
 }
 RULES: dict[str, tuple[Callable[[str], Any], str]] = {
-    "redis_url": (_redis_url, "a redis://, rediss:// or unix:// URL"),
+    "redis_url": (
+        _redis_url,
+        "a redis://, rediss:// or unix:// URL, or sentinels as "
+        "sentinel://host:port;sentinel://host:port/db",
+    ),
+    "redis_sentinel_master": (_text, "a non-empty string"),
     "client_id": (_text, "a non-empty string"),
     "client_secret": (_text, "a non-empty string"),
     "oauth_url": (_url, "an https:// URL (http:// only on a loopback host)"),
@@ -290,4 +320,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "visibility_timeout_s": (_number(float, 1, 86_400), "seconds, from 1 to 86400"),
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
+    "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),
+    "replica_timeout_ms": (_number(int, 1, 60_000), "milliseconds, from 1 to 60000"),
+    "sentry_dsn": (_sentry_dsn, "an http(s) Sentry DSN with a public key"),
 }

@@ -44,9 +44,9 @@ def settings() -> Settings:
 
 def connect(s: Settings) -> redis.Redis:
     """A Redis client that fails fast (a clear error, not a hang) when Redis is down."""
-    import redis
+    from worker.sentinel import connect as connect_state
 
-    client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    client = connect_state(s.redis_url, s.redis_sentinel_master, timeout_s=10)
     client.ping()
     return client
 

@@ -38,7 +38,7 @@ def _dead(args: argparse.Namespace) -> int:
         for record in records.dead_letters(rt, args.limit, portal=args.portal):
             emit(record)
         return 0
-    producer = Producer(broker_url(s))
+    producer = Producer(broker_url(s), sentinel_master=s.redis_sentinel_master)
     try:
         rt = runtime.Runtime.create(s, producer.app.send_task)
         if args.action == "replay":

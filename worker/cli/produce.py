@@ -103,7 +103,8 @@ def _send(task: str, payload: dict[str, Any], *, secret: bool) -> str:
     from b24producer import Producer
     from worker.cli.common import broker_url
 
-    producer = Producer(broker_url(settings()))
+    s = settings()
+    producer = Producer(broker_url(s), sentinel_master=s.redis_sentinel_master)
     try:
         if secret:
             return producer.register_portal(**payload)

@@ -1,0 +1,66 @@
+"""DELIVERY_REPLICA_ACKS on a real primary and replica: the ingest and its WAIT share one
+connection, so an acknowledged ingest is on the replica; without a replica it is not
+acknowledged, but counted, within the timeout."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from statistics import median
+
+import pytest
+
+from devtools.redis_sentinel import SentinelCluster, server_binary
+from tests.inprocess.conftest import GROUP, SentTasks, element
+from worker.keys import Keys
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+
+@pytest.fixture
+def pair() -> Iterator[SentinelCluster]:
+    try:
+        server_binary()
+    except RuntimeError as exc:
+        pytest.skip(f"no redis-server binary for a primary and a replica: {exc}")
+    setup = SentinelCluster(sentinel_count=0).start()
+    yield setup
+    setup.close()
+
+
+def test_an_acknowledged_ingest_is_on_the_replica(
+    pair: SentinelCluster, settings: Settings, sent: SentTasks
+) -> None:
+    primary, replica = pair.nodes["primary"], pair.nodes["replica"]
+
+    def make(acks: int) -> Runtime:
+        chosen = settings.with_overrides(replica_acks=acks)
+        return Runtime.create(chosen, sent, client=primary.client(timeout_s=5))
+
+    acked, plain = make(1), make(0)
+    timings: dict[str, list[float]] = {"acks=1": [], "acks=0": []}
+    for n in range(1, 201):
+        rt, label = (acked, "acks=1") if n % 2 else (plain, "acks=0")
+        started = time.perf_counter()
+        ingested = rt.buffer.ingest(GROUP, str(n), element(n))
+        timings[label].append(time.perf_counter() - started)
+        assert ingested.added and ingested.replicated
+        if rt is acked:  # no wait here: WAIT already had the replica acknowledge it
+            assert replica.client().hexists(Keys().items(GROUP), str(n))
+    print(
+        "\n[replica acks] ingest median "
+        + ", ".join(f"{k} {1000 * median(v):.3f} ms" for k, v in timings.items())
+    )
+
+    pair.signal("replica", signal.SIGSTOP)
+    try:
+        primary.client().client_kill_filter(_type="replica")
+        started = time.perf_counter()
+        ingested = acked.buffer.ingest(GROUP, "999", element(999))
+        waited = time.perf_counter() - started
+    finally:
+        pair.signal("replica", signal.SIGCONT)
+    assert ingested.added and not ingested.replicated
+    assert settings.replica_timeout_ms / 1000 <= waited < 2, "WAIT gave up at its timeout"
+    assert primary.client().hget(Keys().stats, "replica_wait_timeouts") == b"1"

@@ -1,0 +1,70 @@
+"""`health worker` and `health beat`: liveness probes, one line of output, exit 0 or 1."""
+
+from __future__ import annotations
+
+import argparse
+
+from worker.cli.common import Subparsers
+
+DESCRIPTION = """\
+health worker [--node celery@HOST] [--timeout-s 5]
+    The worker's consumer answers a remote-control request through the broker (its broker
+    connection is up, its event loop runs) and every pool process it reports is alive on this
+    host: run it inside the worker's container.
+health beat [--intervals 30]
+    The sweep ran within N sweep intervals (DELIVERY_SWEEP_INTERVAL_S), by Redis' clock. Beat
+    schedules it and a worker runs it from the `flush` queue, so a dead beat and a stalled
+    `flush` queue both fail here.
+Exit 0 when healthy, 1 when not; one line on stdout either way.
+"""
+
+
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be above 0 and at most 3600")
+    return value
+
+
+def register(sub: Subparsers) -> None:
+    health = sub.add_parser(
+        "health",
+        help="liveness probes for a worker and for beat (exit 0 healthy, 1 not)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    probes = health.add_subparsers(dest="probe", required=True, metavar="PROBE")
+    worker = probes.add_parser("worker", help="this host's worker answers and its pool lives")
+    worker.add_argument("--node", help="the worker's node name (default: celery@<this host>)")
+    worker.add_argument("--timeout-s", type=_positive, default=5.0, help="default 5")
+    worker.set_defaults(handler=_worker)
+    beat = probes.add_parser("beat", help="the sweep ran within N sweep intervals")
+    beat.add_argument("--intervals", type=_positive, default=30.0, help="default 30")
+    beat.set_defaults(handler=_beat)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker import app
+    from worker.health import check_worker, node_name
+
+    verdict = check_worker(app, node_name(args.node), args.timeout_s)
+    print(verdict.line)
+    return 0 if verdict.healthy else 1
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from worker.cli.common import settings
+    from worker.health import check_beat
+    from worker.sentinel import connect
+
+    s = settings()
+    client = connect(s.redis_url, s.redis_sentinel_master, timeout_s=5)
+    try:
+        verdict = check_beat(client, s, args.intervals)
+    finally:
+        client.close()
+    print(verdict.line)
+    return 0 if verdict.healthy else 1

@@ -1,0 +1,23 @@
+"""kombu's sentinel transport with the Redis transport's reconnect fixes (worker/broker.py).
+
+The Celery app maps `sentinel://` broker URLs here (worker/celery_app.py); the channel asks the
+sentinels for the current master whenever Celery reconnects it, so after a failover the worker
+consumes from the promoted replica without a restart.
+"""
+
+from __future__ import annotations
+
+from kombu.transport import redis as kombu_redis
+
+from worker.broker import Channel as RedisChannel
+from worker.broker import QoS
+
+
+class SentinelChannel(RedisChannel, kombu_redis.SentinelChannel):
+    """kombu's sentinel channel (master_name from the transport options) with the patch."""
+
+    QoS = QoS
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
