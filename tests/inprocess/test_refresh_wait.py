@@ -54,6 +54,22 @@ def test_a_refresh_under_way_makes_the_group_wait_without_a_slot(
     assert float(r.hget(KEYS.bucket("p1"), "level") or 0) == 1.0, "one slot, for the one call"
 
 
+def test_an_oauth_call_still_out_after_its_lock_lapsed_is_waited_for_too(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    rt = make_rt(batch_size=1)
+    register(rt, sim)
+    fill(rt, 1)
+    deadline = rt.buffer.server_time() + 5
+    r.zadd(KEYS.refreshing("p1"), {"1:another process": deadline})  # its lock is gone
+    assert flush(rt, GROUP, "task") == "refresh_wait"
+    assert sim.counters("p1")["calls"] == 0
+    due = r.zscore(KEYS.due, GROUP.id)
+    assert due is not None and due >= deadline, "the sweep: at that call's deadline"
+    r.zadd(KEYS.refreshing("p1"), {"1:another process": rt.buffer.server_time() - 1})
+    assert flush(rt, GROUP, "task") == "delivered", "a deadline passed is no refresh under way"
+
+
 def test_the_refresher_wakes_the_waiting_groups_which_go_with_the_new_token(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
 ) -> None:
