@@ -58,9 +58,12 @@ class Lease:
 class Begin:
     """`begin.lua`'s answer."""
 
-    kind: str  # busy | wait | throttled | leased
+    #: busy | wait | throttled | refresh_wait | leased | refresh (leased to refresh, not to call)
+    kind: str
     trigger: Trigger | None = None
     lease: Lease | None = None
+    #: with `refresh`: the error code the portal refused the stored token version with
+    refused_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class Buffer:
         self._begin = script(redis, "begin")
         self._settle = script(redis, "settle")
         self._claim = script(redis, "claim_due")
+        self._refuse = script(redis, "refuse")
+        self._wake = script(redis, "wake")
 
     @property
     def grace_s(self) -> float:
@@ -136,7 +141,7 @@ class Buffer:
             },
         )
         kind = reply["kind"]
-        if kind != "leased":
+        if kind not in ("leased", "refresh"):
             trigger = _trigger(task_id, reply["trigger"]) if "trigger" in reply else None
             return Begin(kind, trigger)
         got = reply["lease"]
@@ -155,6 +160,7 @@ class Buffer:
                 elements=[json.loads(e) for e in got["elements"] or []],
                 oldest_enqueued_at=float(got["oldest_enqueued_at"]),
             ),
+            refused_code=got["refused_code"],
         )
 
     def settle(
@@ -202,6 +208,22 @@ class Buffer:
         reply = self._claim(
             {"due_key": self.keys.due, "last_run_key": self.keys.sweep_last_run},
             {"grace_s": self.grace_s, "limit": limit},
+        )
+        return [Group.parse(i) for i in reply["group_ids"] or []]
+
+    def refuse(self, member_id: str, token_version: int, code: str) -> bool:
+        """The portal refused this token version: no flush calls with it again."""
+        reply = self._refuse(
+            {"portal_key": self.keys.portal(member_id)},
+            {"token_version": token_version, "code": code},
+        )
+        return bool(reply["recorded"])
+
+    def wake_refresh_waiters(self, member_id: str) -> list[Group]:
+        """A refresh ended: the groups that waited for it, each due again (send their flush)."""
+        reply = self._wake(
+            {"refresh_waiters_key": self.keys.refresh_waiters(member_id), "due_key": self.keys.due},
+            {"grace_s": self.grace_s},
         )
         return [Group.parse(i) for i in reply["group_ids"] or []]
 

@@ -88,7 +88,12 @@ class Keys:
         return f"{self.prefix}:{{{member_id}}}:inflight"
 
     def refresh_lock(self, member_id: str) -> str:
+        """STRING lock token, with expiry: a refresh of the portal's tokens is under way."""
         return f"{self.prefix}:{{{member_id}}}:refresh"
+
+    def refresh_waiters(self, member_id: str) -> str:
+        """SET of group ids waiting for the refresh under way to end (woken when it does)."""
+        return f"{self.prefix}:{{{member_id}}}:refresh:waiters"
 
     def refreshing(self, member_id: str) -> str:
         """ZSET refresh attempt -> its deadline: token refreshes still out at an OAuth server."""
@@ -144,4 +149,7 @@ class Keys:
             "dead_key": self.dead,
             "dead_data_key": self.dead_data,
             "trigger_key": self.trigger(group),
+            "refresh_lock_key": self.refresh_lock(p),
+            "refresh_waiters_key": self.refresh_waiters(p),
+            "refreshing_key": self.refreshing(p),
         }

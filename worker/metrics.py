@@ -39,6 +39,7 @@ COUNTERS = {
     "delivered": "confirmations the portal accepted",
     "dead_lettered": "confirmations dead-lettered",
     "rate_waits": "flushes that waited for the portal's rate budget",
+    "refresh_waits": "flushes that waited for a token refresh instead of calling the portal",
     "leases_expired": "leases recovered from dead flushers",
     "token_refreshes": "OAuth token refreshes",
     "token_refresh_failures": "failed OAuth token refreshes",
@@ -111,6 +112,15 @@ class StatsCollector(Collector):
             if key.startswith("api_error:"):
                 errors.add_metric([key.split(":", 1)[1]], float(value))
         yield errors
+        calls = CounterMetricFamily(
+            "b24d_calls",
+            "calls made to portals, by outcome (auth: the token was expired or refused)",
+            labels=["outcome"],
+        )
+        for key, value in raw.items():
+            if key.startswith("calls:"):
+                calls.add_metric([key.split(":", 1)[1]], float(value))
+        yield calls
         yield GaugeMetricFamily(
             "b24d_pending", "confirmations waiting in buffers", value=float(raw.get("pending", 0))
         )

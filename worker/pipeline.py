@@ -21,7 +21,9 @@ from worker.runtime import Runtime
 
 log = structlog.stdlib.get_logger("worker.pipeline")
 
-#: a refresh by another process is under way: look again this soon
+#: another process is refreshing: look again this soon (begin.lua then waits for the refresh's
+#: end without a call while its lock is held; the delay only keeps a refresh that cannot start
+#: yet, with no lock to wait on, from spinning)
 REFRESH_WAIT_S = 0.2
 #: a token refused (not expired): one refresh, then the portal is parked when it is refused again
 REFUSED_TOKEN = frozenset({"NO_AUTH_FOUND", "invalid_token"})
@@ -42,6 +44,11 @@ def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
         batch=len(lease.ids),
         attempt=lease.failures + 1,
     ):
+        if begin.kind == "refresh":  # the stored token was refused: refresh, do not call
+            refreshed = _refresh(rt, lease, begin.refused_code)
+            return (
+                refreshed if isinstance(refreshed, str) else _settle_failure(rt, lease, refreshed)
+            )
         return _call_and_settle(rt, lease)
 
 
@@ -61,15 +68,16 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
     try:
         time_block = _send(rt, lease, lease.endpoint)
     except PortalError as exc:
-        rt.count(f"api_error:{exc.code}")
+        rt.count_call(exc.outcome.value, exc.code)
         if exc.outcome is not Outcome.MOVED:
             return _failed(rt, lease, exc)
         try:
             time_block = _follow(rt, lease, exc)
         except PortalError as again:
-            if again.code != exc.code:
-                rt.count(f"api_error:{again.code}")
+            if again.code != "UNSAFE_REDIRECT":  # (refused before a second call)
+                rt.count_call(again.outcome.value, again.code if again.code != exc.code else None)
             return _failed(rt, lease, again)
+    rt.count_call(Outcome.DONE.value)
     reset_at = time_block.get("operating_reset_at")
     settled = rt.buffer.settle(
         lease,
@@ -111,25 +119,41 @@ def _follow(rt: Runtime, lease: Lease, moved: PortalError) -> dict[str, Any]:
 
 def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:
     if error.outcome is Outcome.AUTH:
-        try:
-            refreshed = rt.portals.refresh(
-                lease.group.portal,
-                lease.token_version,
-                refused=error.code if error.code in REFUSED_TOKEN else "",
-            )
-        except PortalError as refresh_error:
-            log.warning(
-                "token refresh failed",
-                code=refresh_error.code,
-                description=refresh_error.description,
-            )
-            error = refresh_error
-        else:
-            log.info("token refresh", result=refreshed.value)
-            delay = REFRESH_WAIT_S if refreshed is Refresh.IN_PROGRESS else 0.0
-            settled = rt.buffer.settle(lease, Action.REFRESH, delay_s=delay, code=error.code)
-            rt.send_flush(lease.group, settled.trigger)
-            return "refresh"
+        # no flush calls with this token version again: they wait for the refresh, or do it
+        rt.buffer.refuse(lease.group.portal, lease.token_version, error.code)
+        log.info("token refused", code=error.code, token_version=lease.token_version)
+        refreshed = _refresh(rt, lease, error.code)
+        if isinstance(refreshed, str):
+            return refreshed
+        error = refreshed
+    return _settle_failure(rt, lease, error)
+
+
+def _refresh(rt: Runtime, lease: Lease, code: str) -> str | PortalError:
+    """Refresh the token version the portal refused, then let the group go again at once: with
+    the new token, or, when another process is refreshing, to wait (without a call) for its end.
+    Returns the refresh's error instead when it failed."""
+    portal = lease.group.portal
+    try:
+        refreshed = rt.portals.refresh(
+            portal, lease.token_version, refused=code if code in REFUSED_TOKEN else ""
+        )
+    except PortalError as refresh_error:
+        log.warning(
+            "token refresh failed", code=refresh_error.code, description=refresh_error.description
+        )
+        rt.send_flushes(rt.buffer.wake_refresh_waiters(portal))
+        return refresh_error
+    log.info("token refresh", result=refreshed.value)
+    if refreshed is not Refresh.IN_PROGRESS:  # we held the lock, if only to find a new version
+        rt.send_flushes(rt.buffer.wake_refresh_waiters(portal))
+    delay = REFRESH_WAIT_S if refreshed is Refresh.IN_PROGRESS else 0.0
+    settled = rt.buffer.settle(lease, Action.REFRESH, delay_s=delay, code=code)
+    rt.send_flush(lease.group, settled.trigger)
+    return "refresh"
+
+
+def _settle_failure(rt: Runtime, lease: Lease, error: PortalError) -> str:
     decision = decide(
         error.outcome,
         failures=lease.failures,

@@ -51,8 +51,21 @@ class Runtime:
         """Send the flush task a script claimed (at most one delayed one per group)."""
         triggers.send(self.send_task, group, trigger)
 
+    def send_flushes(self, groups: list[Group]) -> None:
+        """Flush these groups now (their due time already covers a lost task)."""
+        for group in groups:
+            triggers.send_flush(self.send_task, group)
+
     def count(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(self.buffer.keys.stats, counter, amount)
+
+    def count_call(self, outcome: str, code: str | None = None) -> None:
+        """One call made to a portal, by its outcome (and the portal's error code)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.buffer.keys.stats, f"calls:{outcome}", 1)
+        if code:
+            pipe.hincrby(self.buffer.keys.stats, f"api_error:{code}", 1)
+        pipe.execute()
 
 
 def get(settings: Settings, send_task: SendTask) -> Runtime:

@@ -93,3 +93,5 @@ def test_the_exporter_exposes_fleet_counters_and_histograms(
     assert 'b24d_batch_size_bucket{le="5"} 0.0' in exposition
     assert 'b24d_batch_size_bucket{le="10"} 1.0' in exposition
     assert "b24d_latency_s_count 7.0" in exposition
+    calls = sim.counters("p1")["calls"]
+    assert f'b24d_calls_total{{outcome="done"}} {float(calls)}' in exposition

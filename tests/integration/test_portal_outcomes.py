@@ -50,6 +50,7 @@ def test_four_workers_hitting_expired_token_refresh_once(
     for line in range(1, 9):
         p.confirm(**confirmation("p1", line, line=line))
     wait_for(lambda: stats(r).get("delivered") == 8, what="8 deliveries")
-    assert sim.counters("p1")["expired_token_401"] >= 2, "several flushes saw expired_token"
+    # the flushes that began while the refresh was under way waited instead of calling
+    assert 1 <= sim.counters("p1")["expired_token_401"] <= 4, "at most one per process"
     assert sim.counters("p1")["refreshes"] == 1
     assert sim.counters("p1")["refresh_failures"] == 0

@@ -75,7 +75,8 @@ def test_eight_processes_refresh_once(
         f"{after['unauthorized_401'] - first['unauthorized_401']} "
         f"token_refreshes(stats)={stats(r).get('token_refreshes')}"
     )
-    assert first["expired_token_401"] >= 2, "several processes saw expired_token at once"
+    # the others wait for the refresh instead of calling with the expired token
+    assert 1 <= first["expired_token_401"] <= WORKERS, "at most one doomed call per process"
     assert after["refreshes"] == 1
     assert after["refresh_failures"] == 0
     assert stored["access_token"] == current, "Redis holds the token the OAuth server issued"

@@ -1,8 +1,11 @@
 -- Start a flush: recover a dead flusher's lease, check the group is ready and the portal open,
 -- take a slot of the portal's budget, and lease up to a batch of the oldest items.
 -- Returns {kind = 'busy'} | {kind = 'wait' | 'throttled', trigger = {send, delay_ms}} |
---         {kind = 'leased', lease = {endpoint, access_token, token_version, throttles,
---          started_at, failures, ids, elements, oldest_enqueued_at}}
+--         {kind = 'refresh_wait'} |
+--         {kind = 'leased' | 'refresh', lease = {endpoint, access_token, token_version,
+--          throttles, started_at, failures, ids, elements, oldest_enqueued_at, refused_code}}
+-- 'refresh': the portal refused the stored token version and nobody is refreshing it; the
+-- items are leased (no slot, not an attempt) for the caller to refresh first, not to call.
 local items_key = KEYS[1]
 local queue_key = KEYS[2]
 local leased_key = KEYS[3]
@@ -14,6 +17,9 @@ local inflight_key = KEYS[8]
 local due_key = KEYS[9]
 local stats_key = KEYS[10]
 local trigger_key = KEYS[11]
+local refresh_lock_key = KEYS[12]
+local refresh_waiters_key = KEYS[13]
+local refreshing_key = KEYS[14]
 local group_id = ARGV[1]
 local lease_id = ARGV[2]
 local batch_size = tonumber(ARGV[3])
@@ -52,7 +58,8 @@ if redis.call('EXISTS', leased_key) == 1 then
 end
 
 local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',
-                          'rate_per_s', 'rate_burst', 'throttles')
+                          'rate_per_s', 'rate_burst', 'throttles', 'refused_version',
+                          'refused_code')
 local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
                          group_id)
 if delay ~= 0 then
@@ -63,30 +70,52 @@ if not portal[1] then
   return wait('wait', PARKED)
 end
 
-redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now)
-if redis.call('ZCARD', inflight_key) >= max_inflight then
-  return wait('wait', math.min(window_s, 0.1))
+-- A call with a token that is being replaced, or that the portal already refused, cannot
+-- succeed: it must not take a slot of the budget the portal's other callers share.
+local lock_pttl = redis.call('PTTL', refresh_lock_key)
+-- (a lock that lapsed while its OAuth call is still out: wait for that call's deadline too)
+local out = redis.call('ZREVRANGEBYSCORE', refreshing_key, '+inf', now, 'WITHSCORES',
+                       'LIMIT', 0, 1)
+if out[2] then lock_pttl = math.max(lock_pttl, ms(tonumber(out[2]) - now)) end
+if lock_pttl > 0 then
+  -- a refresh is under way somewhere in the fleet: its end wakes the waiters (wake.lua); if
+  -- the refresher dies, the sweep re-triggers the group once the lock has expired
+  redis.call('SADD', refresh_waiters_key, group_id)
+  redis.call('PEXPIRE', refresh_waiters_key, lock_pttl + ms(grace_s))  -- the sweep outlives it
+  redis.call('ZADD', due_key, now + lock_pttl / 1000 + grace_s, group_id)
+  redis.call('HINCRBY', stats_key, 'refresh_waits', 1)
+  return cjson.encode({kind = 'refresh_wait'})
 end
--- a slot of the portal's budget: one reserved for us earlier, or a new one
-local slot_at = tonumber(redis.call('HGET', meta_key, 'slot_at') or '')
-if slot_at and now < slot_at - 0.002 then
-  return wait('throttled', slot_at - now)
-end
-redis.call('HDEL', meta_key, 'slot_at')
-if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to trust
-  local rate = tonumber(portal[4]) or default_rate_per_s
-  local burst = tonumber(portal[5]) or default_rate_burst
-  local slot_wait, reserved = take_slot(bucket_key, now, rate, burst, max_countdown_s)
-  if slot_wait > 0 then
-    if reserved then redis.call('HSET', meta_key, 'slot_at', tostring(now + slot_wait)) end
-    redis.call('HINCRBY', stats_key, 'rate_waits', 1)
-    return wait('throttled', slot_wait)
+local token_version = portal[3] or '0'
+local kind = 'leased'
+if portal[7] == token_version then
+  kind = 'refresh'
+else
+  redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now)
+  if redis.call('ZCARD', inflight_key) >= max_inflight then
+    return wait('wait', math.min(window_s, 0.1))
+  end
+  -- a slot of the portal's budget: one reserved for us earlier, or a new one
+  local slot_at = tonumber(redis.call('HGET', meta_key, 'slot_at') or '')
+  if slot_at and now < slot_at - 0.002 then
+    return wait('throttled', slot_at - now)
+  end
+  redis.call('HDEL', meta_key, 'slot_at')
+  if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to trust
+    local rate = tonumber(portal[4]) or default_rate_per_s
+    local burst = tonumber(portal[5]) or default_rate_burst
+    local slot_wait, reserved = take_slot(bucket_key, now, rate, burst, max_countdown_s)
+    if slot_wait > 0 then
+      if reserved then redis.call('HSET', meta_key, 'slot_at', tostring(now + slot_wait)) end
+      redis.call('HINCRBY', stats_key, 'rate_waits', 1)
+      return wait('throttled', slot_wait)
+    end
   end
 end
 
 -- a portal parked as closed (PORTAL_DELETED) whose parking ran out: this flush is its one probe;
 -- the others wait for its answer (settle re-parks or reopens the portal)
-if redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
+if kind == 'leased' and redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
   redis.call('HSET', portal_key, 'blocked_until', tostring(now + lease_ttl_s), 'probe', lease_id)
 end
 
@@ -97,15 +126,18 @@ for i = 1, #popped, 2 do
   ids[#ids + 1] = popped[i]
 end
 redis.call('SET', lease_key, lease_id, 'PX', ms(lease_ttl_s))
-redis.call('ZADD', inflight_key, now + lease_ttl_s, lease_id)
 redis.call('ZADD', due_key, now + lease_ttl_s + grace_s, group_id)
-redis.call('HINCRBY', meta_key, 'attempts', 1)
-redis.call('HSETNX', meta_key, 'first_attempt_at', tostring(now))
-redis.call('HSET', meta_key, 'last_attempt_at', tostring(now))
+if kind == 'leased' then
+  redis.call('ZADD', inflight_key, now + lease_ttl_s, lease_id)
+  redis.call('HINCRBY', meta_key, 'attempts', 1)
+  redis.call('HSETNX', meta_key, 'first_attempt_at', tostring(now))
+  redis.call('HSET', meta_key, 'last_attempt_at', tostring(now))
+end
 local elements = redis.call('HMGET', items_key, unpack(ids))
-return cjson.encode({kind = 'leased', lease = {
-  endpoint = portal[1], access_token = portal[2], token_version = portal[3] or '0',
+return cjson.encode({kind = kind, lease = {
+  endpoint = portal[1], access_token = portal[2], token_version = token_version,
   throttles = portal[6] or '0', started_at = tostring(now),
   failures = redis.call('HGET', meta_key, 'failures') or '0',
   ids = ids, elements = elements, oldest_enqueued_at = popped[2],
+  refused_code = portal[8] or '',
 }})
