@@ -10,7 +10,8 @@
                              client_endpoint="https://example.bitrix24.com/rest/",
                              access_token="...", refresh_token="...", expires_in=3600)
 
-Tasks go by name (`send_task`) to Celery's default queue `celery`, as JSON.
+Tasks go by name (`send_task`) to Celery's default queue `celery`, as JSON, each announced by a
+`task-sent` event (Flower shows it as received-pending, with its queue time).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Producer:
         self.app.conf.update(
             task_serializer="json",
             accept_content=["json"],
+            # a task-sent event per task, so Flower shows queued confirmations and their wait
+            task_send_sent_event=True,
             # a clear error instead of a hang when Redis is down
             broker_connection_retry=False,
             broker_connection_max_retries=0,
