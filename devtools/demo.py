@@ -266,9 +266,11 @@ class Demo:
         if port == 0 or port_open(port):
             port = free_port()
         celery = [sys.executable, "-m", "celery", "-A", "worker"]
+        # Flower reads its basic auth from its environment: not on a command line (ps)
         procs.spawn(
             "flower",
-            [*celery, "flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={auth}"],
+            [*celery, "flower", "--address=127.0.0.1", f"--port={port}"],
+            env={**procs.env, "FLOWER_BASIC_AUTH": auth},
         )
         return auth, port
 
