@@ -102,10 +102,11 @@ def test_the_installed_wheel_delivers_a_confirmation_from_outside_the_tree(
     assert where.stdout.startswith(str(env_dir)), "the package comes from the venv"
     _run([cli, "simulator", "--help"], home, env=env)
     assert json.loads(_run([cli, "stats"], home, env=env).stdout)["groups_due"] == "0"
-    needs = subprocess.run(
-        [cli, "dead", "list"], cwd=home, env=env, capture_output=True, text=True, check=False
-    )
-    assert needs.returncode == 2 and "worker extra" in needs.stderr
+    for extra_command in (["dead", "list"], ["metrics", "--port", "0"]):
+        needs = subprocess.run(
+            [cli, *extra_command], cwd=home, env=env, capture_output=True, text=True, check=False
+        )
+        assert needs.returncode == 2 and "worker extra" in needs.stderr, needs.stderr
 
     # the worker install, and one confirmation through a worker started from it
     _run([*pip, "install", f"{wheel}[worker]"], home, env=env)
