@@ -1,4 +1,4 @@
-"""Enqueue delivery confirmations from any Python service, without importing the worker.
+"""Enqueue delivery confirmations from any Python service, without the worker's app or its deps.
 
     from b24producer import Producer
     producer = Producer("redis://127.0.0.1:6379/0")
@@ -19,19 +19,40 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
+from celery.utils.saferepr import saferepr
+
+from worker.redaction import redact
 
 CONFIRM = "delivery.confirm"
 REGISTER = "portal.register"
 _SECRET_FIELDS = ("access_token", "refresh_token", "application_token")
 
 
+class MaskingAMQP(AMQP):
+    """Task messages whose argsrepr/kwargsrepr (what task events and Flower show) have secrets
+    masked, whichever way a task is sent (`Producer` methods or `producer.app.send_task`)."""
+
+    def as_task_v2(self, *args: Any, **options: Any) -> Any:
+        task_args = args[2] if len(args) > 2 else options.get("args")
+        task_kwargs = args[3] if len(args) > 3 else options.get("kwargs")
+        if options.get("argsrepr") is None:
+            options["argsrepr"] = saferepr(redact(list(task_args or ())), self.argsrepr_maxsize)
+        if options.get("kwargsrepr") is None:
+            options["kwargsrepr"] = saferepr(redact(task_kwargs or {}), self.kwargsrepr_maxsize)
+        return super().as_task_v2(*args, **options)
+
+
 class Producer:
     def __init__(self, redis_url: str, *, app: Celery | None = None) -> None:
-        self.app = app or Celery("b24producer", broker=redis_url, set_as_current=False)
+        self.app = app or Celery(
+            "b24producer", broker=redis_url, set_as_current=False, amqp=MaskingAMQP
+        )
         self.app.conf.update(
             task_serializer="json",
             accept_content=["json"],
-            # a task-sent event per task, so Flower shows queued confirmations and their wait
+            # a task-sent event per task, so Flower shows queued confirmations and their wait;
+            # its arguments are the masked reprs (MaskingAMQP), as the worker's events are
             task_send_sent_event=True,
             # a clear error instead of a hang when Redis is down
             broker_connection_retry=False,

@@ -1,6 +1,6 @@
 """The producer helper announces each task with a `task-sent` event (what Flower shows of the
 producer side): a real event receiver on the suite's Redis sees each task's name, id and queue,
-and no token of a registration."""
+and no token, also for a task sent with the producer's raw `app.send_task`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,13 @@ def test_the_producer_sends_task_sent_events(
         creds = sim.add_portal(PortalConfig(member_id="p1")).as_register_kwargs()
         task_id = p.confirm(**confirmation("p1", 1))
         reg_id = p.register_portal(**creds)
-        wait_for(lambda: {task_id, reg_id} <= seen.keys(), what="two task-sent events")
+        raw_id = p.app.send_task("portal.register", kwargs=creds).id
+        auth = f"access_token={creds['access_token']}"
+        odd_id = p.app.send_task(
+            "delivery.confirm", kwargs={**confirmation("p1", 2), "auth": auth}
+        ).id
+        ids = {task_id, reg_id, raw_id, odd_id}
+        wait_for(lambda: ids <= seen.keys(), what="four task-sent events")
     finally:
         if receivers:
             receivers[0].should_stop = True
@@ -42,5 +48,7 @@ def test_the_producer_sends_task_sent_events(
         p.close()
     assert seen[task_id]["name"] == "delivery.confirm" and seen[task_id]["queue"] == "celery"
     assert seen[reg_id]["name"] == "portal.register"
-    assert creds["access_token"] not in repr(seen[reg_id])
-    assert creds["refresh_token"] not in repr(seen[reg_id])
+    for sent in (reg_id, raw_id, odd_id):
+        assert creds["access_token"] not in repr(seen[sent])
+        assert creds["refresh_token"] not in repr(seen[sent])
+    assert "***" in seen[raw_id]["kwargs"] and "channel-123" in seen[odd_id]["kwargs"]
