@@ -43,7 +43,7 @@ chaos: $(STAMP)
 
 ## re-resolve both lock files from pyproject.toml with hashes, for every platform (needs PyPI).
 ## Existing pins are kept unless LOCK_ARGS=--upgrade (or --upgrade-package NAME).
-LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(LOCK_ARGS) \
 		--output-file requirements-dev.lock
