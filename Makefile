@@ -7,9 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint format bench capacity chaos clean lock promtool
 
-$(STAMP): requirements.lock requirements-dev.lock
+# Every pin checked against its hash; then the project itself, editable (the console script).
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -52,11 +54,14 @@ capacity: $(STAMP)
 chaos: $(STAMP)
 	CHAOS_SCALE=5 $(PY) -m pytest tests/reliability -s $(PYTEST_ARGS)
 
-## re-resolve the pins from pyproject.toml (needs the package index)
-lock:
-	rm -rf /tmp/b24d-lock && $(PYTHON) -m venv /tmp/b24d-lock
-	/tmp/b24d-lock/bin/pip install --quiet -e .
-	/tmp/b24d-lock/bin/pip freeze --exclude-editable > requirements.lock
+## re-resolve both lock files from pyproject.toml with hashes, for every platform (needs PyPI).
+## Existing pins are kept unless LOCK_ARGS=--upgrade (or --upgrade-package NAME).
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(LOCK_ARGS) \
+		--output-file requirements-dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra worker --extra flower $(LOCK_FLAGS) $(LOCK_ARGS) \
+		--constraint requirements-dev.lock --output-file requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

