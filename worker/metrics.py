@@ -31,6 +31,7 @@ from redis import Redis
 
 from worker.keys import Keys, text
 from worker.observe import Limits, state_metrics
+from worker.scripts import HISTOGRAM_BOUNDS
 
 COUNTERS = {
     "ingested": "confirmations accepted into a group's buffer",
@@ -46,12 +47,10 @@ COUNTERS = {
     "registrations": "portal.register calls",
     "replica_wait_timeouts": "ingests whose WAIT for DELIVERY_REPLICA_ACKS replicas timed out",
 }
+#: help text per histogram; the bounds are the scripts' (worker.scripts.HISTOGRAM_BOUNDS)
 HISTOGRAMS = {
-    "latency_s": (
-        "enqueue-to-delivered latency in seconds",
-        (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
-    ),
-    "batch_size": ("confirmations per successful call", (1, 2, 5, 10, 20, 50, 100, 200, 500)),
+    "latency_s": ("enqueue-to-delivered latency in seconds", HISTOGRAM_BOUNDS["latency_s"]),
+    "batch_size": ("confirmations per successful call", HISTOGRAM_BOUNDS["batch_size"]),
 }
 
 
