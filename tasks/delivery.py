@@ -42,7 +42,7 @@ def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
         if self.request.retries < REPLICA_RETRIES:
             raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
         log.warning("ingest not replicated", group=item.group.id, wanted=rt.settings.replica_acks)
-    return "added" if ingested.added else "coalesced"
+    return ingested.kind
 
 
 @app.task(name=FLUSH_TASK, bind=True)
