@@ -5,9 +5,9 @@ messages), the last one right after the producer finished.
 
 - Redis: nothing lost; everything delivered within 30 s of the last kill (a killed main
   process's reserved messages come back when its heartbeat expires, DELIVERY_CONSUMER_TTL_S).
-- RabbitMQ, plus a broker crash (kill -9) and restart mid-run: nothing lost; everything delivered within 10 s of
-  the last kill (the broker requeues a dead connection's messages at once; a killed flusher's
-  lease expires within DELIVERY_LEASE_TTL_S).
+- RabbitMQ, plus a broker crash (kill -9) and restart mid-run: nothing lost; everything
+  delivered within 10 s of the last kill (the broker requeues a dead connection's messages at
+  once; a killed flusher's lease expires within DELIVERY_LEASE_TTL_S).
 
 Windows and backoffs stay shrunk (FAST_ENV); only the settings the bounds depend on are reset
 to their defaults. The beat worker is never killed (one beat runs the sweep; its own death is
