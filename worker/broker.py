@@ -7,8 +7,8 @@ unacked messages), builds a new pool from `self.connection.client`, which is Non
 AttributeError that follows is not one of the transport's connection errors, so Celery calls it
 unrecoverable and the worker exits instead of reconnecting (same failure class as
 celery/kombu#582 and #970). Here that case raises redis' ConnectionError instead: Celery logs
-the failed ack and reconnects; the messages stay in kombu's unacked hash and return after the
-visibility timeout, and our tasks are safe to run twice.
+the failed ack and reconnects; the messages stay in kombu's unacked hash and return when the
+consumer's heartbeat expires (below), and our tasks are safe to run twice.
 
 Fast recovery: a killed consumer's reserved messages go back within seconds, and no message
 is lost between the pop and the record (worker/broker_recovery.py explains how).
