@@ -206,7 +206,7 @@ class Channel(kombu_redis.Channel):
         if self._heartbeat is not None and self._heartbeat.is_alive():
             return
         # the channel's own kind of pool: plain, or the sentinels' current master
-        pool = self._get_pool()  # type: ignore[attr-defined]
+        pool = self._get_pool()
         self._heartbeat = threading.Thread(
             target=self._beat, args=(pool,), name="b24d-broker-heartbeat", daemon=True
         )
