@@ -12,6 +12,9 @@
 
 Tasks go by name (`send_task`) to Celery's default queue `celery`, as JSON, each announced by a
 `task-sent` event (Flower shows it as received-pending, with its queue time).
+The broker is the URL given: Redis (`redis://`), or RabbitMQ (`amqp://`), where each call
+returns only once the broker confirmed the message (publisher confirms; persistent messages on
+the durable queue).
 """
 
 from __future__ import annotations
@@ -45,14 +48,20 @@ class MaskingAMQP(AMQP):
 
 class Producer:
     def __init__(
-        self, redis_url: str, *, app: Celery | None = None, sentinel_master: str | None = None
+        self, broker_url: str, *, app: Celery | None = None, sentinel_master: str | None = None
     ) -> None:
-        """`redis_url` may be kombu's Sentinel list (`sentinel://h1:26379;sentinel://h2:26379/0`),
-        with `sentinel_master` the monitored master's name."""
+        """`broker_url`: Redis (`redis://`), kombu's Sentinel list
+        (`sentinel://h1:26379;sentinel://h2:26379/0`, with `sentinel_master` the monitored
+        master's name), or RabbitMQ (`amqp://`)."""
         self.app = app or Celery(
-            "b24producer", broker=redis_url, set_as_current=False, amqp=MaskingAMQP
+            "b24producer", broker=broker_url, set_as_current=False, amqp=MaskingAMQP
         )
-        transport: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+        amqp = broker_url.split(":", 1)[0] in ("amqp", "amqps", "pyamqp")
+        transport: dict[str, Any] = (
+            {"confirm_publish": True}  # send_task returns once the broker has the message
+            if amqp
+            else {"socket_connect_timeout": 2, "socket_timeout": 5}
+        )
         if sentinel_master:
             transport["master_name"] = sentinel_master
         self.app.conf.update(
@@ -61,10 +70,12 @@ class Producer:
             # a task-sent event per task, so Flower shows queued confirmations and their wait;
             # its arguments are the masked reprs (MaskingAMQP), as the worker's events are
             task_send_sent_event=True,
-            # a clear error instead of a hang when Redis is down
+            # a clear error instead of a hang when the broker is down
             broker_connection_retry=False,
             broker_connection_max_retries=0,
+            broker_connection_timeout=2,
             broker_transport_options=transport,
+            task_default_delivery_mode="persistent",
         )
 
     def confirm(

@@ -336,7 +336,8 @@ class Demo:
         portals = self.start()
         if self.stop.is_set():
             return 0
-        producer = Producer(self.redis_url)
+        # the workers inherit CELERY_BROKER_URL when the operator set one
+        producer = Producer(os.environ.get("CELERY_BROKER_URL") or self.redis_url)
         try:
             self.register(producer, portals)
             if self.stop.is_set():

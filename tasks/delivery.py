@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import redis
 import structlog
 from celery import Task
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 
 from worker import app, get_settings, triggers
 from worker import runtime as _runtime
@@ -24,6 +29,18 @@ def runtime() -> Runtime:
     return _runtime.get(get_settings(), app.send_task)
 
 
+@contextlib.contextmanager
+def requeued_if_redis_is_unreachable() -> Iterator[None]:
+    """A public task that could not reach the state store (or the broker, to send its flush
+    trigger) goes back to its queue. A task that raised is acked, the message gone with it: a
+    confirmation must not be lost because Redis restarted between its delivery and its ingest.
+    (Run again, the ingest coalesces.)"""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, OperationalError) as exc:
+        raise Reject(repr(exc), requeue=True) from exc
+
+
 #: with DELIVERY_REPLICA_ACKS, an ingest no replica acknowledged is retried this often (1 s
 #: apart) before it is accepted on the primary alone (counted, and alerted on)
 REPLICA_RETRIES = 3
@@ -32,17 +49,21 @@ REPLICA_RETRIES = 3
 @app.task(name=CONFIRM_TASK, bind=True, throws=(InvalidInput,), max_retries=REPLICA_RETRIES)
 def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
     """Validate one confirmation, add it to its group's buffer, make sure a flush is due."""
-    rt = runtime()
-    item = validated(rt, CONFIRM_TASK, confirmation, payload)
-    ingested = rt.buffer.ingest(item.group, item.message_id, item.element)
-    rt.send_flush(item.group, ingested.trigger)
-    if not ingested.replicated:
-        # Not acknowledged: the message goes back to the broker and the ingest (coalesced
-        # with itself) waits for a replica again; after the last retry the primary alone has it.
-        if self.request.retries < REPLICA_RETRIES:
-            raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
-        log.warning("ingest not replicated", group=item.group.id, wanted=rt.settings.replica_acks)
-    return "added" if ingested.added else "coalesced"
+    with requeued_if_redis_is_unreachable():
+        rt = runtime()
+        item = validated(rt, CONFIRM_TASK, confirmation, payload)
+        ingested = rt.buffer.ingest(item.group, item.message_id, item.element)
+        rt.send_flush(item.group, ingested.trigger)
+        if not ingested.replicated:
+            # Not acknowledged: the message goes back to the broker and the ingest (coalesced
+            # with itself) waits for a replica again; after the last retry the primary alone
+            # has it.
+            if self.request.retries < REPLICA_RETRIES:
+                raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
+            log.warning(
+                "ingest not replicated", group=item.group.id, wanted=rt.settings.replica_acks
+            )
+        return ingested.kind
 
 
 @app.task(name=FLUSH_TASK, bind=True)

@@ -10,6 +10,8 @@ import pytest
 import redis
 
 from b24sim import Simulator
+from devtools import rabbitmq_local
+from devtools.rabbitmq_local import LocalRabbitMQ
 from devtools.redis_local import LocalRedis
 from tests.harness import CLIENT_ID, CLIENT_SECRET, Fleet
 from worker.settings import Settings
@@ -24,6 +26,30 @@ def redis_server() -> Iterator[LocalRedis | None]:
     server = LocalRedis().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[LocalRabbitMQ | None]:
+    """A private RabbitMQ node for the run (restartable); None when this machine has no
+    rabbitmq-server (then `amqp_url` falls back to TEST_AMQP_URL or skips)."""
+    if rabbitmq_local.server_binary() is None:
+        yield None
+        return
+    node = LocalRabbitMQ().start()
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def amqp_url(rabbitmq: LocalRabbitMQ | None) -> str:
+    """An AMQP broker for one test, its `celery` and `flush` queues emptied."""
+    url = rabbitmq.url if rabbitmq else os.environ.get("TEST_AMQP_URL", "")
+    if not url:
+        pytest.skip("RabbitMQ tests need rabbitmq-server on this machine or TEST_AMQP_URL")
+    if not rabbitmq_local.answers(url):
+        pytest.skip(f"no AMQP broker answers at {url.rsplit('@', 1)[-1]}")
+    rabbitmq_local.purge(url, "celery", "flush")
+    return url
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ FAST_ENV = {
     "DELIVERY_HTTP_CONNECT_TIMEOUT_S": "1",
     "DELIVERY_HTTP_READ_TIMEOUT_S": "2",
     "DELIVERY_LEASE_TTL_S": "4",
-    "DELIVERY_VISIBILITY_TIMEOUT_S": "8",
     "DELIVERY_REFRESH_LOCK_TTL_S": "3",
     "DELIVERY_OAUTH_TIMEOUT_S": "2",
     # as the tests and the demo run: loopback endpoints, the simulator's OAuth servers allowed

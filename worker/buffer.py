@@ -27,14 +27,19 @@ def _trigger(task_id: str, reply: dict[str, Any]) -> Trigger:
 
 @dataclass(frozen=True)
 class Ingested:
-    """`ingest.lua`'s answer: False when the confirmation coalesced with a pending one.
+    """`ingest.lua`'s answer: `added`, `coalesced` (a repeat of a pending message id) or
+    `deduplicated` (one the group delivered within DELIVERY_DEDUP_WINDOW_S).
 
     `replicated` is False only when DELIVERY_REPLICA_ACKS replicas did not acknowledge the
     ingest within DELIVERY_REPLICA_TIMEOUT_MS (it then lives on the primary alone)."""
 
-    added: bool
+    kind: str
     trigger: Trigger
     replicated: bool = True
+
+    @property
+    def added(self) -> bool:
+        return self.kind == "added"
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,17 @@ class Buffer:
         self._claim = script(redis, "claim_due")
         self._refuse = script(redis, "refuse")
         self._wake = script(redis, "wake")
+        self._renew = script(redis, "renew")
 
     @property
     def grace_s(self) -> float:
         """How long past a trigger's time the sweep waits before it re-triggers the group."""
         return self.s.max_countdown_s + 2 * self.s.sweep_interval_s
+
+    @property
+    def lease_margin_s(self) -> float:
+        """How long past a lease's expiry the sweep re-triggers its group (a dead flusher)."""
+        return self.s.sweep_interval_s
 
     def _timing(self) -> dict[str, Any]:
         return {"max_countdown_s": self.s.max_countdown_s, "grace_s": self.grace_s}
@@ -106,6 +117,7 @@ class Buffer:
             "window_s": self.s.flush_window_s,
             "task_id": task_id,
             **self._timing(),
+            "dedup_window_s": self.s.dedup_window_s,
         }
         replicated = True
         if self.s.replica_acks:
@@ -118,7 +130,8 @@ class Buffer:
                 self.redis.hincrby(self.keys.stats, "replica_wait_timeouts", 1)
         else:
             reply = self._ingest(keys, args)
-        return Ingested(bool(reply["added"]), _trigger(task_id, reply["trigger"]), replicated)
+        kind = {1: "added", 0: "coalesced", 2: "deduplicated"}[int(reply["added"])]
+        return Ingested(kind, _trigger(task_id, reply["trigger"]), replicated)
 
     def begin(self, group: Group, own_task_id: str) -> Begin:
         """Lease a batch of the group if it is ready and the portal's budget has a slot."""
@@ -138,6 +151,7 @@ class Buffer:
                 "own_task_id": own_task_id,
                 "task_id": task_id,
                 **self._timing(),
+                "lease_margin_s": self.lease_margin_s,
             },
         )
         kind = reply["kind"]
@@ -199,9 +213,23 @@ class Buffer:
                 **self._timing(),
                 "sent_ids_json": json.dumps(lease.ids),
                 "operating_reset_at": "" if operating_reset_at is None else operating_reset_at,
+                "dedup_window_s": s.dedup_window_s,
             },
         )
         return Settled(int(reply["settled"]), _trigger(task_id, reply["trigger"]))
+
+    def renew(self, lease: Lease) -> bool:
+        """Extend the lease by DELIVERY_LEASE_TTL_S if it is still ours."""
+        reply = self._renew(
+            self.keys.group_keys(lease.group),
+            {
+                "group_id": lease.group.id,
+                "lease_id": lease.lease_id,
+                "lease_ttl_s": self.s.lease_ttl_s,
+                "lease_margin_s": self.lease_margin_s,
+            },
+        )
+        return bool(reply["extended"])
 
     def claim_due(self, limit: int = 500) -> list[Group]:
         """The sweep's share: groups whose due time passed (each pushed a grace period on)."""

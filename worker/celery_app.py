@@ -13,12 +13,11 @@ from typing import Any
 
 import kombu.transport
 from celery import Celery, signals
-from kombu import Queue
 from kombu.transport import TRANSPORT_ALIASES
 
+from worker.broker_conf import broker_amqp_conf, broker_redis_conf
 from worker.logs import configure_logging
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
-from worker.sentinel import transport_options as sentinel_transport_options
 from worker.settings import Settings
 
 
@@ -39,12 +38,6 @@ def use_patched_redis_transport() -> None:
         kombu.transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
 
 
-def _call_and_refresh_s(settings: Settings) -> float:
-    """The longest a flush may take: its call, then a token refresh, each at its limit."""
-    call_s = settings.http_connect_timeout_s + settings.http_read_timeout_s
-    return call_s + settings.oauth_timeout_s + 10
-
-
 def create_app(settings: Settings) -> Celery:
     """The worker's Celery app for `settings` (patches kombu's transport aliases, see above)."""
     use_patched_redis_transport()
@@ -55,7 +48,7 @@ def create_app(settings: Settings) -> Celery:
         task_cls="worker.broker:RedactedTask",
     )
     app.conf.update(
-        broker_url=settings.redis_url,
+        broker_url=settings.broker,
         # JSON only: producers in any language, and no pickle from the network.
         task_serializer="json",
         accept_content=["json"],
@@ -66,24 +59,8 @@ def create_app(settings: Settings) -> Celery:
         # run twice (ingest coalesces by im.message_id, a flush holds a lease).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        broker_transport_options={
-            # An unacked message returns to the queue after this long
-            # (DELIVERY_VISIBILITY_TIMEOUT_S, default 300 s). Our tasks finish within one HTTP
-            # call (lease_ttl_s bounds it) and countdowns stay under max_countdown_s, so 300 s
-            # redelivers a killed worker's reserved messages within minutes while never
-            # duplicating a task still running or waiting for its ETA; settings validation
-            # enforces that margin.
-            "visibility_timeout": settings.visibility_timeout_s,
-            # ...and look for such messages every tenth of it (kombu's default is ~100 s whatever
-            # the timeout), so a killed worker's prefetched confirmations come back promptly.
-            "unacked_restore_interval": max(1, int(settings.visibility_timeout_s / 10)),
-            "unacked_restore_throttle": 1,
-            # Redis round trips are short; fail over quickly instead of hanging a task.
-            "socket_timeout": 30,
-            "socket_connect_timeout": 5,
-            "health_check_interval": 30,
-            **sentinel_transport_options(settings.redis_url, settings.redis_sentinel_master),
-        },
+        # Queues and transport options per broker: worker/broker_conf.py.
+        **(broker_amqp_conf(settings) if settings.broker_is_amqp else broker_redis_conf(settings)),
         # Keep retrying the broker forever (with Celery's backoff) instead of exiting.
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -93,21 +70,19 @@ def create_app(settings: Settings) -> Celery:
         # Flower: task and worker events, and sent events for the producer side.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        # Two queues named for their work. The worker consumes both; kombu's Redis transport polls
-        # them in rotation, so a flood of confirmations on `celery` never starves `flush`. Large
-        # fleets can also run dedicated `-Q flush` workers.
+        # Two queues named for their work (declared in worker/broker_conf.py). The worker
+        # consumes both, in rotation, so a flood of confirmations on `celery` never starves
+        # `flush`. Large fleets can also run dedicated `-Q flush` workers.
         task_default_queue=INGEST_QUEUE,
-        task_queues=(Queue(INGEST_QUEUE), Queue(FLUSH_QUEUE)),
         task_routes={
             FLUSH_TASK: {"queue": FLUSH_QUEUE},
             SWEEP_TASK: {"queue": FLUSH_QUEUE},
         },
-        # A flush is one HTTP call; anything far longer is stuck.
-        # (a flush may also refresh the token: the call, then the refresh, each with its limit)
-        task_soft_time_limit=max(90, int(settings.lease_ttl_s), int(_call_and_refresh_s(settings))),
-        task_time_limit=max(
-            120, int(settings.lease_ttl_s) + 30, int(_call_and_refresh_s(settings)) + 30
-        ),
+        # A flush is one HTTP call, then at most one token refresh, each at its limit (soft);
+        # anything far longer is stuck (hard). Settings validation keeps Redis's visibility
+        # timeout above the hard limit.
+        task_soft_time_limit=settings.task_time_limit_s - 30,
+        task_time_limit=settings.task_time_limit_s,
         # Re-trigger groups whose flush trigger was lost or whose lease expired.
         beat_schedule={
             "sweep": {

@@ -131,6 +131,10 @@ class Keys:
         """STRING 'task_id:at_ms', with expiry: the one delayed flush task scheduled."""
         return self._group(group, "trigger")
 
+    def delivered(self, group: Group) -> str:
+        """ZSET im.message_id -> delivered at, for DELIVERY_DEDUP_WINDOW_S (expires with it)."""
+        return self._group(group, "delivered")
+
     def group_keys(self, group: Group) -> dict[str, str]:
         """A group's keys by the names the batching scripts give them (`items_key`, ...)."""
         p = group.portal
@@ -152,4 +156,5 @@ class Keys:
             "refresh_lock_key": self.refresh_lock(p),
             "refresh_waiters_key": self.refresh_waiters(p),
             "refreshing_key": self.refreshing(p),
+            "delivered_key": self.delivered(group),
         }

@@ -36,6 +36,7 @@ from worker.scripts import HISTOGRAM_BOUNDS
 COUNTERS = {
     "ingested": "confirmations accepted into a group's buffer",
     "coalesced": "confirmations merged with a pending one of the same im.message_id",
+    "deduplicated": "repeats of an im.message_id the group delivered within the dedup window",
     "rejected": "payloads rejected by validation",
     "delivered": "confirmations the portal accepted",
     "dead_lettered": "confirmations dead-lettered",

@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import redis
 import structlog
 
 from worker.bitrix import METHOD, Timeouts, send_status_delivery
@@ -29,6 +33,32 @@ REFRESH_WAIT_S = 0.2
 REFUSED_TOKEN = frozenset({"NO_AUTH_FOUND", "invalid_token"})
 
 
+@contextlib.contextmanager
+def renewing(rt: Runtime, lease: Lease) -> Iterator[None]:
+    """Renew `lease` every third of DELIVERY_LEASE_TTL_S from a thread while the block runs.
+
+    The lease is short (a killed flusher's items return within seconds), so a live call
+    that takes longer keeps it by renewal; a renewal that finds the lease gone stops.
+    """
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(rt.settings.lease_ttl_s / 3):
+            try:
+                if not rt.buffer.renew(lease):
+                    return
+            except redis.RedisError as exc:  # the next round may reach Redis again
+                log.warning("lease renewal failed", error=type(exc).__name__)
+
+    thread = threading.Thread(target=renew, name="b24d-lease-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
 def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
     """Flush one group once. Returns what happened (for the task's result and the tests)."""
     begin = rt.buffer.begin(group, own_task_id)
@@ -37,12 +67,15 @@ def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
     if begin.lease is None:
         return begin.kind
     lease = begin.lease
-    with structlog.contextvars.bound_contextvars(
-        portal=group.portal,
-        connector=group.connector,
-        line=group.line,
-        batch=len(lease.ids),
-        attempt=lease.failures + 1,
+    with (
+        structlog.contextvars.bound_contextvars(
+            portal=group.portal,
+            connector=group.connector,
+            line=group.line,
+            batch=len(lease.ids),
+            attempt=lease.failures + 1,
+        ),
+        renewing(rt, lease),
     ):
         if begin.kind == "refresh":  # the stored token was refused: refresh, do not call
             refreshed = _refresh(rt, lease, begin.refused_code)

@@ -7,11 +7,13 @@ own connections.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from redis import Redis
 
 from worker import sentinel, triggers
+from worker.broker_conf import countdown_s
 from worker.buffer import Buffer
 from worker.keys import Group
 from worker.perprocess import per_process
@@ -49,6 +51,9 @@ class Runtime:
 
     def send_flush(self, group: Group, trigger: Trigger) -> None:
         """Send the flush task a script claimed (at most one delayed one per group)."""
+        delay = trigger.delay_s
+        if delay is not None and delay != float("inf"):  # whole seconds on RabbitMQ
+            trigger = dataclasses.replace(trigger, delay_s=countdown_s(self.settings, delay) or 0.0)
         triggers.send(self.send_task, group, trigger)
 
     def send_flushes(self, groups: list[Group]) -> None:

@@ -17,6 +17,11 @@ class SentinelChannel(RedisChannel, kombu_redis.SentinelChannel):
     """kombu's sentinel channel (master_name from the transport options) with the patch."""
 
     QoS = QoS
+    # both parents' options: the sentinel ones (master_name, ...) and the fast recovery's
+    from_transport_options = (
+        *kombu_redis.SentinelChannel.from_transport_options,
+        *(o for o in RedisChannel.from_transport_options if o == "consumer_ttl"),
+    )
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):

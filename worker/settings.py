@@ -43,6 +43,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: with REDIS_URL in kombu's Sentinel form, the name of the master the sentinels monitor
     redis_sentinel_master: str | None = None
+    #: the Celery broker when it is not the state Redis (amqp:// for RabbitMQ)
+    broker_url: str | None = None
     client_id: str | None = None
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     #: the operator's token endpoint for every portal (an override, trusted as set); unset: each
@@ -74,8 +76,8 @@ class Settings:
     http_connect_timeout_s: float = 5.0
     #: Bitrix24 ends a request at 60 s: a shorter read timeout abandons calls that may succeed
     http_read_timeout_s: float = 65.0
-    #: a flush's claim on its group; must outlive the HTTP call
-    lease_ttl_s: float = 75.0
+    #: a flush's claim on its group; renewed every third of it while the HTTP call runs
+    lease_ttl_s: float = 5.0
     #: connect + read limit of a token refresh
     oauth_timeout_s: float = 60.0
     #: the fleet-wide refresh lock; outlives the refresh call (by REFRESH_LOCK_MARGIN)
@@ -91,6 +93,10 @@ class Settings:
     max_countdown_s: float = 5.0
     #: Celery's redelivery of a dead worker's unacked messages; must outlive any task + countdown
     visibility_timeout_s: float = 300.0
+    #: Redis broker: a consumer whose heartbeat is this old is dead; its reserved messages go back
+    consumer_ttl_s: float = 10.0
+    #: a repeat of an im.message_id its group delivered this recently is not sent again (0: off)
+    dedup_window_s: float = 600.0
     rejected_keep: int = 10_000
     log_format: str = "auto"
     #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
@@ -129,15 +135,13 @@ class Settings:
                 raise SettingsError(
                     f"{ENV_NAMES[field.name]}={value!r} is invalid: {rule}"
                 ) from None
-        if self.lease_ttl_s <= self.http_connect_timeout_s + self.http_read_timeout_s:
+        if self.visibility_timeout_s <= self.task_time_limit_s + self.max_countdown_s:
             raise SettingsError(
-                "DELIVERY_LEASE_TTL_S must exceed DELIVERY_HTTP_CONNECT_TIMEOUT_S + "
-                "DELIVERY_HTTP_READ_TIMEOUT_S, or a slow call could be sent twice"
-            )
-        if self.visibility_timeout_s <= self.lease_ttl_s + self.max_countdown_s:
-            raise SettingsError(
-                "DELIVERY_VISIBILITY_TIMEOUT_S must exceed DELIVERY_LEASE_TTL_S + "
-                "DELIVERY_MAX_COUNTDOWN_S, or Celery would redeliver tasks still running"
+                f"DELIVERY_VISIBILITY_TIMEOUT_S must exceed a task's time limit "
+                f"({self.task_time_limit_s:g} s: DELIVERY_HTTP_CONNECT_TIMEOUT_S + "
+                "DELIVERY_HTTP_READ_TIMEOUT_S + DELIVERY_OAUTH_TIMEOUT_S + 40 s, at least 120 s) "
+                "+ DELIVERY_MAX_COUNTDOWN_S, "
+                "or Celery would redeliver tasks still running"
             )
         if self.refresh_lock_ttl_s < REFRESH_LOCK_MARGIN * self.oauth_timeout_s:
             raise SettingsError(
@@ -167,6 +171,22 @@ class Settings:
         """(connect, read) of a refresh: together at most oauth_timeout_s."""
         connect = min(self.http_connect_timeout_s, self.oauth_timeout_s / 2)
         return connect, self.oauth_timeout_s - connect
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker's URL: CELERY_BROKER_URL, else the state Redis."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        return urlsplit(self.broker).scheme in AMQP_SCHEMES
+
+    @property
+    def task_time_limit_s(self) -> float:
+        """A task's hard time limit: one portal call, then one token refresh, each at its limit,
+        and a margin (the soft limit is 30 s earlier)."""
+        call = self.http_connect_timeout_s + self.http_read_timeout_s
+        return max(120.0, call + self.oauth_timeout_s + 40.0)
 
     def with_overrides(self, **changes: Any) -> Settings:
         new = dataclasses.replace(self, **changes)
@@ -254,6 +274,15 @@ def _sentry_dsn(raw: str) -> str:
     return raw
 
 
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def _broker_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "sentinel", *AMQP_SCHEMES):
+        raise ValueError(raw)
+    return raw
+
+
 def _text(raw: str) -> str:
     if not raw.strip():
         raise ValueError(raw)
@@ -270,6 +299,7 @@ _ENV_OVERRIDES = {
     "redis_url": "REDIS_URL",
     "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
     "sentry_dsn": "SENTRY_DSN",
+    "broker_url": "CELERY_BROKER_URL",
     "client_id": "BITRIX24_CLIENT_ID",
     "client_secret": "BITRIX24_CLIENT_SECRET",
     "oauth_url": "BITRIX24_OAUTH_URL",
@@ -286,6 +316,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
         "sentinel://host:port;sentinel://host:port/db",
     ),
     "redis_sentinel_master": (_text, "a non-empty string"),
+    "broker_url": (_broker_url, "an amqp://, amqps://, redis://, rediss:// or sentinel:// URL"),
     "client_id": (_text, "a non-empty string"),
     "client_secret": (_text, "a non-empty string"),
     "oauth_url": (_url, "an https:// URL (http:// only on a loopback host)"),
@@ -318,6 +349,8 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "sweep_interval_s": (_number(float, 0.05, 60), "seconds, from 0.05 to 60"),
     "max_countdown_s": (_number(float, 0.01, 30), "seconds, from 0.01 to 30"),
     "visibility_timeout_s": (_number(float, 1, 86_400), "seconds, from 1 to 86400"),
+    "consumer_ttl_s": (_number(float, 2, 3600), "seconds, from 2 to 3600"),
+    "dedup_window_s": (_number(float, 0, 30 * 86_400), "seconds, from 0 (off) to 2592000"),
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),

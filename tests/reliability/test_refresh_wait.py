@@ -43,7 +43,6 @@ ENV = {
     "DELIVERY_OAUTH_TIMEOUT_S": "6",
     "DELIVERY_HTTP_READ_TIMEOUT_S": "6",
     "DELIVERY_LEASE_TTL_S": "10",
-    "DELIVERY_VISIBILITY_TIMEOUT_S": "30",
 }
 
 
@@ -141,7 +140,6 @@ def test_a_refresh_that_dies_frees_the_waiting_groups_when_its_lock_expires(
         "DELIVERY_OAUTH_TIMEOUT_S": "10",
         "DELIVERY_HTTP_READ_TIMEOUT_S": "20",
         "DELIVERY_LEASE_TTL_S": "22",
-        "DELIVERY_VISIBILITY_TIMEOUT_S": "60",
         "DELIVERY_BATCH_SIZE": "1",
     }
     refresher = fleet.start(concurrency=1, beat=False, **env)

@@ -9,9 +9,25 @@ import psutil
 import redis
 
 from tests.harness import Fleet, WorkerProcess, wait_for
+from worker.settings import ENV_NAMES, Settings
 
 #: `make chaos` sets CHAOS_SCALE=5: every scenario multiplies its sizes (and deadlines) by it
 SCALE = max(1, int(os.environ.get("CHAOS_SCALE", "1") or "1"))
+
+#: the settings every recovery bound depends on, at their defaults (FAST_ENV shrinks them)
+DEFAULT_RECOVERY = {
+    ENV_NAMES[name]: str(getattr(Settings(), name))
+    for name in (
+        "lease_ttl_s",
+        "sweep_interval_s",
+        "max_countdown_s",
+        "visibility_timeout_s",
+        "consumer_ttl_s",
+        "http_connect_timeout_s",
+        "http_read_timeout_s",
+        "refresh_lock_ttl_s",
+    )
+}
 
 
 def spawn(

@@ -33,3 +33,21 @@ def test_restoring_unacked_messages_without_a_connection_is_skipped() -> None:
     qos.channel = channel
     qos._delivered = {"tag": object()}
     assert qos.restore_unacked() is None
+
+
+def test_broker_conf_per_broker() -> None:
+    from worker.broker_conf import broker_amqp_conf, broker_redis_conf, countdown_s
+    from worker.settings import Settings
+
+    redis_settings = Settings()
+    amqp_settings = Settings(broker_url="amqp://guest:guest@127.0.0.1:5672//")
+    celery, flush = broker_amqp_conf(amqp_settings)["task_queues"]
+    assert celery.name == "celery" and celery.durable and not celery.queue_arguments
+    assert flush.queue_arguments["x-queue-type"] == "quorum" and flush.exchange.type == "topic"
+    assert broker_amqp_conf(amqp_settings)["broker_transport_options"]["confirm_publish"]
+    options = broker_redis_conf(redis_settings)["broker_transport_options"]
+    assert options["consumer_ttl"] == 10.0 and options["unacked_restore_interval"] == 2
+    assert "consumer_ttl" in Channel.from_transport_options
+    # native delayed delivery counts whole seconds; Redis keeps the exact wait
+    assert countdown_s(amqp_settings, 0.3) == 1.0 and countdown_s(amqp_settings, 2.0) == 2.0
+    assert countdown_s(redis_settings, 0.3) == 0.3 and countdown_s(redis_settings, 0) is None

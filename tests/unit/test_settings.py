@@ -21,13 +21,14 @@ def test_defaults_match_the_contract() -> None:
     assert s.token_request_task is None and s.token_request_queue == "celery"
     assert s.client_id is None and s.client_secret is None
     assert s.batch_size == 50 and s.flush_window_s == 1.0
+    assert s.broker_url is None and s.broker == s.redis_url and s.dedup_window_s == 600
 
 
 def test_every_setting_has_an_env_name_and_a_rule() -> None:
     assert set(ENV_NAMES) == set(RULES)
     assert ENV_NAMES["redis_url"] == "REDIS_URL"
-    # SENTRY_DSN: the name the Sentry SDK and its users already know
-    prefixes = ("DELIVERY_", "BITRIX24_", "REDIS_", "SENTRY_")
+    # SENTRY_DSN: the name the Sentry SDK and its users already know; CELERY_BROKER_URL: Celery's
+    prefixes = ("DELIVERY_", "BITRIX24_", "REDIS_", "SENTRY_", "CELERY_BROKER_URL")
     assert all(n.startswith(prefixes) for n in ENV_NAMES.values())
 
 
@@ -65,8 +66,27 @@ def test_invalid_values_name_the_variable_and_the_rule(name: str, value: str, me
 
 
 def test_cross_field_rules() -> None:
-    with pytest.raises(SettingsError, match="DELIVERY_LEASE_TTL_S"):
-        Settings.from_env({"DELIVERY_LEASE_TTL_S": "10", "DELIVERY_HTTP_READ_TIMEOUT_S": "30"})
+    # Redis's visibility-timeout fallback must never redeliver a task still running
+    with pytest.raises(SettingsError, match="DELIVERY_VISIBILITY_TIMEOUT_S"):
+        Settings.from_env({"DELIVERY_VISIBILITY_TIMEOUT_S": "100"})
+    with pytest.raises(SettingsError, match="DELIVERY_VISIBILITY_TIMEOUT_S"):
+        Settings.from_env(
+            {"DELIVERY_VISIBILITY_TIMEOUT_S": "180", "DELIVERY_HTTP_READ_TIMEOUT_S": "120"}
+        )
+
+
+def test_the_lease_no_longer_needs_to_outlive_the_call() -> None:
+    # renewed while the call runs: a 5 s lease with the platform's full 60 s call is valid
+    s = Settings.from_env({"DELIVERY_LEASE_TTL_S": "5", "DELIVERY_HTTP_READ_TIMEOUT_S": "65"})
+    assert s.lease_ttl_s == 5 and s.task_time_limit_s == 5 + 65 + 60 + 40
+
+
+def test_broker_url_selects_the_broker() -> None:
+    assert not Settings.from_env({}).broker_is_amqp
+    s = Settings.from_env({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+    assert s.broker_is_amqp and s.broker.startswith("amqp://") and s.redis_url.startswith("redis")
+    with pytest.raises(SettingsError, match="CELERY_BROKER_URL='http://x' is invalid: an amqp://"):
+        Settings.from_env({"CELERY_BROKER_URL": "http://x"})
 
 
 def test_secret_is_not_in_repr() -> None:

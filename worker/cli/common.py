@@ -58,8 +58,8 @@ def keys(s: Settings) -> Keys:
 
 
 def broker_url(s: Settings) -> str:
-    """Where producers send tasks: the state Redis (the default broker)."""
-    return s.redis_url
+    """Where producers send tasks: CELERY_BROKER_URL, else the state Redis (the default broker)."""
+    return s.broker
 
 
 def read_json_object(what: str) -> dict[str, Any]:

@@ -32,6 +32,8 @@ local own_task_id = ARGV[9]
 local task_id = ARGV[10]
 local max_countdown_s = tonumber(ARGV[11])
 local grace_s = tonumber(ARGV[12])
+-- the sweep looks at a leased group this long after its lease could have expired
+local lease_margin_s = tonumber(ARGV[13])
 
 local now = now_s()
 
@@ -47,7 +49,7 @@ release_trigger(trigger_key, own_task_id)
 -- someone is flushing the group: its settle reschedules, the sweep covers its death
 local pttl = redis.call('PTTL', lease_key)
 if pttl > 0 then
-  redis.call('ZADD', due_key, now + pttl / 1000 + grace_s, group_id)
+  redis.call('ZADD', due_key, now + pttl / 1000 + lease_margin_s, group_id)
   return cjson.encode({kind = 'busy'})
 end
 if redis.call('EXISTS', leased_key) == 1 then
@@ -126,7 +128,7 @@ for i = 1, #popped, 2 do
   ids[#ids + 1] = popped[i]
 end
 redis.call('SET', lease_key, lease_id, 'PX', ms(lease_ttl_s))
-redis.call('ZADD', due_key, now + lease_ttl_s + grace_s, group_id)
+redis.call('ZADD', due_key, now + lease_ttl_s + lease_margin_s, group_id)
 if kind == 'leased' then
   redis.call('ZADD', inflight_key, now + lease_ttl_s, lease_id)
   redis.call('HINCRBY', meta_key, 'attempts', 1)

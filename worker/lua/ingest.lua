@@ -1,5 +1,7 @@
--- Add one confirmation to its group, coalescing a repeat of a pending im.message_id.
--- Returns {added = 1|0 (0: coalesced), trigger = {send, delay_ms}} (see finish).
+-- Add one confirmation to its group, coalescing a repeat of a pending im.message_id and
+-- dropping a repeat of one the group delivered within the deduplication window.
+-- Returns {added = 1|0|2 (0: coalesced, 2: deduplicated), trigger = {send, delay_ms}}
+-- (see finish).
 local items_key = KEYS[1]
 local queue_key = KEYS[2]
 local leased_key = KEYS[3]
@@ -9,6 +11,7 @@ local due_key = KEYS[6]
 local stats_key = KEYS[7]
 local groups_key = KEYS[8]
 local trigger_key = KEYS[9]
+local delivered_key = KEYS[10]
 local group_id = ARGV[1]
 local message_id = ARGV[2]
 local element_json = ARGV[3]
@@ -17,8 +20,16 @@ local window_s = tonumber(ARGV[5])
 local task_id = ARGV[6]
 local max_countdown_s = tonumber(ARGV[7])
 local grace_s = tonumber(ARGV[8])
+local dedup_window_s = tonumber(ARGV[9])
 
 local now = now_s()
+if dedup_window_s > 0 then
+  local delivered_at = tonumber(redis.call('ZSCORE', delivered_key, message_id) or '')
+  if delivered_at and now - delivered_at <= dedup_window_s then
+    redis.call('HINCRBY', stats_key, 'deduplicated', 1)
+    return cjson.encode({added = 2, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
+  end
+end
 if redis.call('HSETNX', items_key, message_id, element_json) == 0 then
   redis.call('HINCRBY', stats_key, 'coalesced', 1)
   return cjson.encode({added = 0, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})

@@ -18,6 +18,7 @@ local dead_key = KEYS[11]
 local dead_data_key = KEYS[12]
 local trigger_key = KEYS[13]
 local groups_key = KEYS[14]
+local delivered_key = KEYS[15]
 local group_id = ARGV[1]
 local lease_id = ARGV[2]
 local action = ARGV[3]
@@ -36,6 +37,7 @@ local max_countdown_s = tonumber(ARGV[15])
 local grace_s = tonumber(ARGV[16])
 local sent_ids_json = ARGV[17]
 local operating_reset_at = ARGV[18]
+local dedup_window_s = tonumber(ARGV[19])
 
 local now = now_s()
 local mine = redis.call('GET', lease_key) == lease_id
@@ -75,12 +77,18 @@ if action == DELIVERED or action == DEAD_LETTER then
       else
         local score = redis.call('ZSCORE', leased_key, id) or redis.call('ZSCORE', queue_key, id)
         if score then observe(stats_key, 'latency_s', math.max(0, now - tonumber(score))) end
+        if dedup_window_s > 0 then redis.call('ZADD', delivered_key, now, id) end
       end
       redis.call('HDEL', items_key, id)
       redis.call('ZREM', queue_key, id)
       redis.call('ZREM', leased_key, id)
       settled = settled + 1
     end
+  end
+  if action == DELIVERED and dedup_window_s > 0 and settled > 0 then
+    -- remember delivered ids for the window: trimmed by score, the key expires with the window
+    redis.call('ZREMRANGEBYSCORE', delivered_key, '-inf', now - dedup_window_s)
+    redis.call('PEXPIRE', delivered_key, ms(dedup_window_s))
   end
   redis.call('HINCRBY', stats_key, action == DELIVERED and 'delivered' or 'dead_lettered', settled)
   -- (Redis refuses '-0' as an integer: a late settle that settled nothing must skip this)
