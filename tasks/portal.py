@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
@@ -19,7 +20,8 @@ log = structlog.stdlib.get_logger("tasks.portal")
 @app.task(name=REGISTER_TASK, throws=(InvalidInput,))
 def register(**payload: Any) -> str:
     rt = runtime()
-    reg = validated(rt, REGISTER_TASK, registration, payload)
+    check = partial(registration, networks=rt.settings.endpoint_networks)
+    reg = validated(rt, REGISTER_TASK, check, payload)
     refused = rt.portals.register(reg)
     if refused:
         log.error(
