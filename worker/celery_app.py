@@ -140,4 +140,12 @@ def create_app(settings: Settings) -> Celery:
 
     signals.celeryd_init.connect(start_error_tracking, weak=False)
     signals.beat_init.connect(start_error_tracking, weak=False)
+
+    def check_token_keys(**_: Any) -> None:
+        """A worker that cannot read the stored tokens refuses to start (worker/keyring.py)."""
+        from worker.keyring import startup_check
+
+        startup_check(settings)
+
+    signals.worker_init.connect(check_token_keys, weak=False)
     return app
