@@ -17,8 +17,8 @@ from typing import Any
 import requests
 
 from worker.errors import PortalError
-from worker.netguard import EndpointRefused, url_problem
-from worker.netguard import session as guarded_session
+from worker.netguard import EndpointRefused, new_session, url_problem
+from worker.perprocess import per_process
 from worker.policy import REDIRECTS, Outcome, canonical, classify
 
 METHOD = "imconnector.send.status.delivery"
@@ -32,8 +32,9 @@ class Timeouts:
 
 def session() -> requests.Session:
     """One session per process (connection reuse); a forked child makes its own. Every
-    connection it makes passes the process's network policy (worker/netguard.py)."""
-    return guarded_session()
+    connection it makes passes the process's network policy, read when it connects
+    (worker/netguard.py)."""
+    return per_process("http-session", new_session)
 
 
 def _error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:

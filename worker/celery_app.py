@@ -16,6 +16,7 @@ from celery import Celery, signals
 from kombu import Queue
 from kombu.transport import TRANSPORT_ALIASES
 
+from worker.broker import broker_tls
 from worker.logs import configure_logging
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
 from worker.sentinel import transport_options as sentinel_transport_options
@@ -56,6 +57,8 @@ def create_app(settings: Settings) -> Celery:
     )
     app.conf.update(
         broker_url=settings.redis_url,
+        # rediss://: verify the server's certificate (kombu alone would not)
+        broker_use_ssl=broker_tls(settings.redis_url),
         # JSON only: producers in any language, and no pickle from the network.
         task_serializer="json",
         accept_content=["json"],

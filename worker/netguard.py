@@ -18,7 +18,6 @@ between two connections without touching the machine's DNS.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from collections.abc import Callable, Iterable
@@ -102,15 +101,17 @@ def checked_addresses(host: str, port: int, policy: Policy, *, plain_http: bool)
 
 
 class _Guarded(HTTPConnection):
-    policy: ClassVar[Policy] = Policy()
+    #: None: the process's policy at connect time (`configure`)
+    fixed_policy: ClassVar[Policy | None] = None
     plain_http: ClassVar[bool] = True
 
     def _new_conn(self) -> socket.socket:
         host = self._dns_host
-        if (host.lower().rstrip("."), self.port) in self.policy.trusted:
+        policy = self.fixed_policy or _policy
+        if (host.lower().rstrip("."), self.port) in policy.trusted:
             return super()._new_conn()
         try:
-            addresses = checked_addresses(host, self.port, self.policy, plain_http=self.plain_http)
+            addresses = checked_addresses(host, self.port, policy, plain_http=self.plain_http)
         except socket.gaierror as e:
             raise NameResolutionError(self.host, self, e) from e
         error: OSError | None = None
@@ -138,10 +139,12 @@ class _GuardedTLS(_Guarded, HTTPSConnection):
     plain_http = False
 
 
-class _Adapter(HTTPAdapter):
-    def __init__(self, policy: Policy, **kwargs: Any) -> None:
-        conn_http = type("GuardedHTTPConnection", (_Guarded,), {"policy": policy})
-        conn_https = type("GuardedHTTPSConnection", (_GuardedTLS,), {"policy": policy})
+class GuardedAdapter(HTTPAdapter):
+    """A transport adapter whose every connection passes `policy` (None: the process's)."""
+
+    def __init__(self, policy: Policy | None = None, **kwargs: Any) -> None:
+        conn_http = type("GuardedHTTPConnection", (_Guarded,), {"fixed_policy": policy})
+        conn_https = type("GuardedHTTPSConnection", (_GuardedTLS,), {"fixed_policy": policy})
         self._pools: dict[str, type[HTTPConnectionPool]] = {
             "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": conn_http}),
             "https": type(
@@ -155,23 +158,25 @@ class _Adapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = self._pools
 
 
-def new_session(policy: Policy) -> requests.Session:
-    """A session whose every connection passes `policy`."""
+def new_session(policy: Policy | None = None) -> requests.Session:
+    """A session whose every connection passes `policy` (None: the process's, when connecting).
+
+    No proxies from the environment: through a proxy, the check would see the proxy."""
     s = requests.Session()
-    s.trust_env = False  # no proxies from the environment: the check must see the destination
+    s.trust_env = False
     s.headers["User-Agent"] = USER_AGENT
-    adapter = _Adapter(policy, pool_connections=32, pool_maxsize=32, max_retries=0)
+    adapter = GuardedAdapter(policy, pool_connections=32, pool_maxsize=32, max_retries=0)
     s.mount("https://", adapter)
     s.mount("http://", adapter)
     return s
 
 
 _policy = Policy()
-_session: tuple[int, Policy, requests.Session] | None = None
 
 
 def configure(policy: Policy) -> None:
-    """Set this process's policy (the runtime does, from the settings)."""
+    """Set this process's policy (the runtime does, from the settings); connections made from
+    now on follow it."""
     global _policy
     _policy = policy
 
@@ -179,13 +184,3 @@ def configure(policy: Policy) -> None:
 def url_problem(url: str) -> str | None:
     """Why `url` may not receive a token under this process's policy (see `check_url`)."""
     return check_url(url, _policy.networks)
-
-
-def session() -> requests.Session:
-    """One session per process and policy (connection reuse); a forked child makes its own."""
-    global _session
-    if _session is None or _session[0] != os.getpid() or _session[1] != _policy:
-        if _session is not None and _session[0] == os.getpid():
-            _session[2].close()
-        _session = (os.getpid(), _policy, new_session(_policy))
-    return _session[2]

@@ -3,10 +3,12 @@ Celery recovers from) instead of AttributeError (which made the worker exit)."""
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import redis
 
-from worker.broker import Channel, Transport
+from worker.broker import Channel, Transport, broker_tls
 from worker.broker import QoS as PatchedQoS
 
 
@@ -33,3 +35,11 @@ def test_restoring_unacked_messages_without_a_connection_is_skipped() -> None:
     qos.channel = channel
     qos._delivered = {"tag": object()}
     assert qos.restore_unacked() is None
+
+
+def test_a_rediss_broker_verifies_the_server_certificate() -> None:
+    """kombu alone would connect to a rediss:// broker with CERT_NONE."""
+    assert broker_tls("redis://:pw@127.0.0.1:6379/0") is None
+    assert broker_tls("rediss://:pw@redis.internal:6380/0") == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    options = broker_tls("rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=optional&x=1")
+    assert options == {"ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_ca_certs": "/etc/ca.pem"}
