@@ -8,12 +8,20 @@ refusal fails is a listener of ours on 127.0.0.2, which counts what arrives. "Di
 
 from __future__ import annotations
 
+import datetime
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from b24sim import PortalConfig, Simulator
 from worker import netguard
@@ -198,6 +206,72 @@ def test_the_request_still_names_the_host(hosts: Hosts) -> None:
         hosts.answers["named.test"] = [["127.0.0.1"]]
         response = netguard.new_session(DEV).get(f"http://named.test:{port}/", timeout=2)
         assert response.text == f"named.test:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` (its own CA) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_still_verifies_the_certificate_for_the_host_name(hosts: Hosts, tmp_path: Path) -> None:
+    """Connecting to the checked address keeps SNI and hostname verification: the certificate
+    for `portal-tls.test` is accepted under that name, refused under another name that
+    resolves to the same address."""
+    cert, key = _self_signed(tmp_path, "portal-tls.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment,misc,return-value]
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = int(server.server_address[1])
+        hosts.answers["portal-tls.test"] = [["127.0.0.1"]]
+        hosts.answers["other-name.test"] = [["127.0.0.1"]]
+        session = netguard.new_session(DEV)
+        response = session.get(f"https://portal-tls.test:{port}/", verify=str(cert), timeout=2)
+        assert response.text == "ok" and seen_sni == ["portal-tls.test"]
+        with pytest.raises(requests.exceptions.SSLError, match=r"[Hh]ostname mismatch"):
+            session.get(f"https://other-name.test:{port}/", verify=str(cert), timeout=2)
     finally:
         server.shutdown()
         server.server_close()
