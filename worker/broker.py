@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from celery import Task
@@ -61,34 +61,12 @@ class RedactedTask(Task):  # type: ignore[type-arg]
     Request = "worker.broker:RedactedRequest"
 
 
-_TLS_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-
-
 def broker_tls(url: str) -> dict[str, Any] | None:
     """Celery's `broker_use_ssl` for a `rediss://` broker URL, else None.
 
     Without it kombu connects to a `rediss://` broker with certificate checks off (it logs a
     warning and uses CERT_NONE). Here the certificate is required, as redis-py requires it for
-    the state store's connection; `ssl_*` query parameters of the URL (a private CA's
-    `ssl_ca_certs`, a client certificate) are passed on.
+    the state store's connection. `ssl_*` parameters in the URL (`ssl_ca_certs` for a private
+    CA) replace these options; redis-py then still requires the certificate by default.
     """
-    parts = urlsplit(url)
-    if parts.scheme != "rediss":
-        return None
-    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    for name, value in parse_qsl(parts.query):
-        if name in _TLS_PARAMS:
-            options[name] = (
-                _CERT_REQS.get(value.lower(), value) if name == "ssl_cert_reqs" else value
-            )
-    return options
-
-
-_CERT_REQS = {
-    "required": ssl.CERT_REQUIRED,
-    "cert_required": ssl.CERT_REQUIRED,
-    "optional": ssl.CERT_OPTIONAL,
-    "cert_optional": ssl.CERT_OPTIONAL,
-    "none": ssl.CERT_NONE,
-    "cert_none": ssl.CERT_NONE,
-}
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if urlsplit(url).scheme == "rediss" else None
