@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.typing import EncodableT
 
 from worker.crypto import TOKEN_FIELDS, KeyMissing, TokenCipher, cipher
@@ -64,13 +66,14 @@ def _check_batch(r: redis.Redis, keys: Keys, tokens: TokenCipher, members: list[
 def startup_check(settings: Settings) -> None:
     """At worker start: warn without keys; exit (a clear message) when a stored token needs a key
     this worker lacks. An unreachable Redis skips the check (the worker waits for Redis)."""
-    from worker.runtime import connect
-
     if not settings.token_key_list:
         log.warning(
             "tokens are stored in plaintext: set DELIVERY_TOKEN_KEYS to encrypt them at rest"
         )
-    r = connect(settings)
+    # one quick try: a Redis that is down must not hold up the worker's start
+    r = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+    )
     try:
         checked = check_stored_tokens(r, settings)
     except KeyMissing as exc:
