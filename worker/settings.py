@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -219,12 +220,11 @@ def _task_name(raw: str) -> str:
 
 
 def _shown(field: str, value: object) -> str:
-    """`NAME=value` for an error message; a secret's value is never shown."""
-    return (
-        f"{ENV_NAMES[field]}=<hidden>"
-        if field in SECRET_FIELDS
-        else f"{ENV_NAMES[field]}={value!r}"
-    )
+    """`NAME=value` for an error message; a secret's value, or a URL's password, never shown."""
+    if field in SECRET_FIELDS:
+        return f"{ENV_NAMES[field]}=<hidden>"
+    text = re.sub(r"//[^/@]*@", "//***@", str(value)) if field == "redis_url" else value
+    return f"{ENV_NAMES[field]}={text!r}"
 
 
 def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:

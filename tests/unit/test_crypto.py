@@ -64,6 +64,12 @@ def test_key_settings_are_validated_and_never_shown() -> None:
     assert OLD not in message and broken not in message
 
 
+def test_a_redis_password_is_not_shown_in_an_error() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"REDIS_URL": "http://:hunter2@redis:6379/0"})
+    assert "REDIS_URL='http://***@redis:6379/0'" in str(info.value)
+
+
 def test_network_settings() -> None:
     assert Settings.from_env({}).endpoint_networks == frozenset({"public"})
     with pytest.raises(SettingsError, match="DELIVERY_ALLOWED_ENDPOINT_NETWORKS"):
