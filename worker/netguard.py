@@ -175,7 +175,7 @@ _policy = Policy()
 
 
 def configure(policy: Policy) -> None:
-    """Set this process's policy (the runtime does, from the settings); connections made from
+    """Set this process's policy (the portal store does, from its settings); connections made from
     now on follow it."""
     global _policy
     _policy = policy

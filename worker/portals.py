@@ -26,7 +26,7 @@ import structlog
 from redis import Redis
 from redis.typing import EncodableT
 
-from worker import ownership
+from worker import netguard, ownership
 from worker.bitrix import Timeouts, refresh_tokens
 from worker.clock import server_time
 from worker.crypto import KeyMissing, cipher
@@ -67,6 +67,9 @@ class PortalStore:
         self._move = script(redis, "move_endpoint")
         #: tokens are sealed before they are stored and opened after they are read (at rest)
         self.cipher = cipher(settings.token_key_list)
+        # every connection of this process that can carry a token (the flush's call, a refresh)
+        # passes these settings' network policy
+        netguard.configure(netguard.Policy.build(settings.endpoint_networks, [settings.oauth_url]))
 
     def open_token(self, stored: str) -> str:
         """A stored token, decrypted. Raises PortalError (TRANSIENT) when a key is missing."""

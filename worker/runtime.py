@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker import netguard, sentinel, triggers
+from worker import sentinel, triggers
 from worker.buffer import Buffer
 from worker.keys import Group
 from worker.perprocess import per_process
@@ -38,8 +38,6 @@ class Runtime:
         cls, settings: Settings, send_task: SendTask, client: Redis | None = None
     ) -> Runtime:
         """Everything a task needs, on `client` (default: a new connection to the settings')."""
-        # every token-carrying connection of this process passes the network policy
-        netguard.configure(netguard.Policy.build(settings.endpoint_networks, [settings.oauth_url]))
         client = connect(settings) if client is None else client
         return cls(
             settings,

@@ -101,7 +101,7 @@ def test_a_name_on_a_disallowed_network_is_refused_before_connecting(
         )
     print(f"\n[networks] refused: {info.value}")
     assert info.value.code == "ENDPOINT_REFUSED"
-    assert info.value.outcome is Outcome.AUTH_BROKEN  # parks the portal until portal.register
+    assert info.value.outcome is Outcome.DENIED  # parks the portal until portal.register
     assert "127.0.0.2 is loopback" in info.value.description
     assert "DELIVERY_ALLOWED_ENDPOINT_NETWORKS" in info.value.description
     assert listener.connections() == 0, "nothing reached the refused address"
