@@ -70,10 +70,14 @@ def startup_check(settings: Settings) -> None:
         log.warning(
             "tokens are stored in plaintext: set DELIVERY_TOKEN_KEYS to encrypt them at rest"
         )
-    # one quick try: a Redis that is down must not hold up the worker's start
-    r = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
-    )
+    from worker.runtime import connect
+
+    try:
+        r = connect(settings, timeout_s=5)  # a plain URL, or the sentinels' current master
+        r.set_retry(Retry(NoBackoff(), 0))  # one quick try: a Redis that is down must not
+    except (redis.RedisError, ValueError) as exc:  # hold up the worker's start
+        log.warning("stored tokens not checked: Redis unavailable", error=type(exc).__name__)
+        return
     try:
         checked = check_stored_tokens(r, settings)
     except KeyMissing as exc:
