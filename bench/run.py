@@ -60,6 +60,7 @@ OURS_ENV = {  # the documented defaults, spelled out so the table and the worker
     "DELIVERY_PORTAL_MAX_INFLIGHT": "2",
     "DELIVERY_SWEEP_INTERVAL_S": "1.0",
     "DELIVERY_LOG_FORMAT": "json",
+    "DELIVERY_ALLOWED_ENDPOINT_NETWORKS": "public,loopback",  # the simulator is on 127.0.0.1
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
 README = RESULTS.parent.parent / "README.md"

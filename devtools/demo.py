@@ -235,6 +235,8 @@ class Demo:
         env.update(
             REDIS_URL=self.redis_url,
             DELIVERY_KEY_PREFIX=KEY_PREFIX,
+            # the simulator's portals live on 127.0.0.1 (production allows public only)
+            DELIVERY_ALLOWED_ENDPOINT_NETWORKS="public,loopback",
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
@@ -20,7 +21,8 @@ log = structlog.stdlib.get_logger("tasks.portal")
 def register(**payload: Any) -> str:
     with requeued_if_redis_is_unreachable():
         rt = runtime()
-        reg = validated(rt, REGISTER_TASK, registration, payload)
+        check = partial(registration, networks=rt.settings.endpoint_networks)
+        reg = validated(rt, REGISTER_TASK, check, payload)
         refused = rt.portals.register(reg)
         if refused:
             log.error(

@@ -5,8 +5,8 @@ Every answer that is not a success becomes a `PortalError` of the class its poli
 here: a portal's 301/302/307/308 becomes `Moved` with its Location, and the caller decides.
 Tokens travel only in the request body or query string, never in an error message.
 
-Every connection goes through the one session built by `session()`; its transport adapter is
-made by `adapter()`, the single place where a guarded adapter is mounted.
+Every connection goes through the one session built by `session()`, whose transport checks each
+connection against the allowed networks on the address it is made to (worker/netguard.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from worker.errors import PortalError
+from worker.netguard import EndpointRefused, new_session, url_problem
 from worker.perprocess import per_process
 from worker.policy import REDIRECTS, Outcome, canonical, classify
-from worker.settings import check_endpoint
 
 METHOD = "imconnector.send.status.delivery"
-USER_AGENT = "b24-delivery/0.1"
 
 
 @dataclass(frozen=True)
@@ -32,23 +30,11 @@ class Timeouts:
     read_s: float
 
 
-def adapter() -> HTTPAdapter:
-    """The transport every call uses (no retries of its own: the policy decides)."""
-    return HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
-
-
-def _new_session() -> requests.Session:
-    s = requests.Session()
-    s.headers["User-Agent"] = USER_AGENT
-    transport = adapter()
-    s.mount("https://", transport)
-    s.mount("http://", transport)
-    return s
-
-
 def session() -> requests.Session:
-    """One session per process (connection reuse); a forked child makes its own."""
-    return per_process("http-session", _new_session)
+    """One session per process (connection reuse); a forked child makes its own. Every
+    connection it makes passes the process's network policy, read when it connects
+    (worker/netguard.py)."""
+    return per_process("http-session", new_session)
 
 
 def _error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:
@@ -83,8 +69,9 @@ def _moved(response: requests.Response) -> PortalError:
 
 
 def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
-    """One call; a network failure becomes Transient, named by its class only (the URL may
-    carry secrets in its query string)."""
+    """One call; a network failure becomes a TRANSIENT PortalError, named by its class only
+    (the URL may carry secrets in its query string). Every connection passes the network policy
+    (worker/netguard.py); a refused one parks the portal (ENDPOINT_REFUSED)."""
     try:
         return session().request(
             method,
@@ -93,6 +80,8 @@ def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> reques
             allow_redirects=False,
             **kwargs,
         )
+    except EndpointRefused as exc:
+        raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", str(exc)[:300]) from None
     except requests.RequestException as exc:
         raise PortalError(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
 
@@ -113,9 +102,9 @@ def send_status_delivery(
     timeouts: Timeouts,
 ) -> dict[str, Any]:
     """POST the batch; returns the answer's `time` block. Raises PortalError."""
-    problem = check_endpoint(endpoint)
+    problem = url_problem(endpoint)
     if problem:
-        raise PortalError(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
+        raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", f"client_endpoint {problem}")
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
     response = _request("POST", endpoint + METHOD, timeouts, json=body)
     if response.status_code in REDIRECTS:

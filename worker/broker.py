@@ -24,11 +24,13 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 import uuid
 from queue import Empty
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from celery import Task
@@ -252,3 +254,14 @@ class RedactedRequest(Request):
 
 class RedactedTask(Task):  # type: ignore[type-arg]
     Request = "worker.broker:RedactedRequest"
+
+
+def broker_tls(url: str) -> dict[str, Any] | None:
+    """Celery's `broker_use_ssl` for a `rediss://` broker URL, else None.
+
+    Without it kombu connects to a `rediss://` broker with certificate checks off (it logs a
+    warning and uses CERT_NONE). Here the certificate is required, as redis-py requires it for
+    the state store's connection. `ssl_*` parameters in the URL (`ssl_ca_certs` for a private
+    CA) replace these options; redis-py then still requires the certificate by default.
+    """
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if urlsplit(url).scheme == "rediss" else None

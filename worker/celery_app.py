@@ -15,6 +15,7 @@ import kombu.transport
 from celery import Celery, signals
 from kombu.transport import TRANSPORT_ALIASES
 
+from worker.broker import broker_tls
 from worker.broker_conf import broker_amqp_conf, broker_redis_conf
 from worker.logs import configure_logging
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
@@ -49,6 +50,8 @@ def create_app(settings: Settings) -> Celery:
     )
     app.conf.update(
         broker_url=settings.broker,
+        # rediss://: verify the server's certificate (kombu alone would not)
+        broker_use_ssl=broker_tls(settings.broker),
         # JSON only: producers in any language, and no pickle from the network.
         task_serializer="json",
         accept_content=["json"],
@@ -115,4 +118,12 @@ def create_app(settings: Settings) -> Celery:
 
     signals.celeryd_init.connect(start_error_tracking, weak=False)
     signals.beat_init.connect(start_error_tracking, weak=False)
+
+    def check_token_keys(**_: Any) -> None:
+        """A worker that cannot read the stored tokens refuses to start (worker/keyring.py)."""
+        from worker.keyring import startup_check
+
+        startup_check(settings)
+
+    signals.worker_init.connect(check_token_keys, weak=False)
     return app

@@ -89,7 +89,7 @@ def _send(rt: Runtime, lease: Lease, endpoint: str) -> dict[str, Any]:
     s = rt.settings
     return send_status_delivery(
         endpoint,
-        lease.access_token,
+        rt.portals.open_token(lease.access_token),  # stored encrypted when keys are set
         lease.group.connector,
         lease.group.line,
         lease.elements,

@@ -87,9 +87,14 @@ OWN_CODES: dict[str, tuple[Outcome, str]] = {
     ),
     "ENDPOINT_REFUSED": (
         Outcome.DENIED,
-        "a refresh answer named a client_endpoint that breaks the endpoint rules",
+        "the endpoint (registered, from a refresh answer, or a redirect's) breaks the endpoint "
+        "rules or resolves to a network DELIVERY_ALLOWED_ENDPOINT_NETWORKS does not allow",
     ),
     "UNSAFE_REDIRECT": (Outcome.DENIED, "the portal redirected to an address that was refused"),
+    "TOKEN_KEY_MISSING": (
+        Outcome.TRANSIENT,
+        "a stored token needs a key this worker lacks (DELIVERY_TOKEN_KEYS): another may hold it",
+    ),
     "REFRESH_ANSWER_LOST": (
         Outcome.AUTH_BROKEN,
         "a refresh's answer was lost after the OAuth server spent the refresh token",

@@ -26,9 +26,10 @@ import structlog
 from redis import Redis
 from redis.typing import EncodableT
 
-from worker import ownership
+from worker import netguard, ownership
 from worker.bitrix import Timeouts, refresh_tokens
 from worker.clock import server_time
+from worker.crypto import KeyMissing, cipher
 from worker.endpoints import adopt, server_endpoint_problem, token_endpoint
 from worker.errors import PortalError
 from worker.keys import Keys, text
@@ -64,6 +65,18 @@ class PortalStore:
         self._release = script(redis, "release_lock")
         self._claim_request = script(redis, "claim_token_request")
         self._move = script(redis, "move_endpoint")
+        #: tokens are sealed before they are stored and opened after they are read (at rest)
+        self.cipher = cipher(settings.token_key_list)
+        # every connection of this process that can carry a token (the flush's call, a refresh)
+        # passes these settings' network policy
+        netguard.configure(netguard.Policy.build(settings.endpoint_networks, [settings.oauth_url]))
+
+    def open_token(self, stored: str) -> str:
+        """A stored token, decrypted. Raises PortalError (TRANSIENT) when a key is missing."""
+        try:
+            return self.cipher.open(stored)
+        except KeyMissing as exc:
+            raise PortalError(Outcome.TRANSIENT, "TOKEN_KEY_MISSING", str(exc)) from None
 
     def register(self, reg: Registration) -> str | None:
         """Store or replace a portal's tokens and lift every parking (new tokens, new chance).
@@ -79,8 +92,8 @@ class PortalStore:
             "member_id": reg.member_id,
             "domain": reg.domain,
             "client_endpoint": reg.client_endpoint,
-            "access_token": reg.access_token,
-            "refresh_token": reg.refresh_token,
+            "access_token": self.cipher.seal(reg.access_token),
+            "refresh_token": self.cipher.seal(reg.refresh_token),
             "expires_at": int(now) + reg.expires_in,
             "token_owner": reg.token_owner,
             "source": "register",
@@ -143,7 +156,8 @@ class PortalStore:
                 return Refresh.ALREADY
             url = self._token_url(member_id, raw["server_endpoint"])
             try:
-                answer = self._call(member_id, url, text(raw["refresh_token"] or b""), attempt)
+                token = self.open_token(text(raw["refresh_token"] or b""))
+                answer = self._call(member_id, url, token, attempt)
             except PortalError as exc:
                 if exc.code != "invalid_grant":
                     raise
@@ -266,8 +280,8 @@ class PortalStore:
             {
                 "lock_id": lock,
                 "seen_version": str(seen_version),
-                "access_token": answer["access_token"],
-                "refresh_token": answer["refresh_token"],
+                "access_token": self.cipher.seal(str(answer["access_token"])),
+                "refresh_token": self.cipher.seal(str(answer["refresh_token"])),
                 "expires_at": expires_at,
                 "refused": int(bool(refused)),
                 "client_endpoint": adopted.client_endpoint or "",

@@ -9,31 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from worker.errors import SettingsError
+from worker.netpolicy import NETWORKS, canonical, check_url, is_loopback_host, parse_networks
 
 T = TypeVar("T")
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 def check_endpoint(url: str) -> str | None:
-    """Why `url` may not receive a token, or None when it may (https, or http on loopback)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return "must be an absolute URL"
-    if parts.scheme not in ("http", "https") or not host:
-        return "must be an absolute http(s) URL"
-    if parts.username or parts.password:
-        return "must not carry credentials"
-    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
-        return "must use https:// (http:// only for 127.0.0.1, localhost or [::1])"
-    return None
+    """Why `url` may not receive a token whatever the allowed networks, or None: an absolute
+    http(s) URL without credentials, https (http only on a loopback host), and not an IP literal
+    that never receives tokens. The allowed networks are applied by the callers that know them
+    (`worker.netpolicy.check_url`) and on every connection (`worker.netguard`)."""
+    return check_url(url, frozenset(NETWORKS))
+
+
+#: never shown in an error message, a repr or a log line
+SECRET_FIELDS = frozenset({"client_secret", "token_keys", "sentry_dsn"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +48,8 @@ class Settings:
     oauth_url: str | None = None
     #: the only hosts (or host:port) a token endpoint named by a portal may have
     oauth_hosts: str = "oauth.bitrix.info,oauth.bitrix24.tech"
-    #: networks a portal's endpoints may be on; `loopback` also allows http:// on loopback hosts
+    #: networks a portal's endpoints may resolve to, checked on every connection
+    #: (worker/netguard.py); `loopback` also allows http:// on loopback hosts
     allowed_endpoint_networks: str = "public"
     key_prefix: str = "b24d"
     #: items per imconnector.send.status.delivery call (no documented maximum: stay conservative)
@@ -104,6 +101,16 @@ class Settings:
     replica_timeout_ms: int = 100
     #: errors (with secrets masked) to Sentry when set; needs the `sentry` extra
     sentry_dsn: str | None = dataclasses.field(default=None, repr=False)
+    #: Fernet keys, newest first: tokens encrypted at rest (unset: plaintext, with a warning)
+    token_keys: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def endpoint_networks(self) -> frozenset[str]:
+        return parse_networks(self.allowed_endpoint_networks)
+
+    @property
+    def token_key_list(self) -> list[str]:
+        return [k.strip() for k in (self.token_keys or "").split(",") if k.strip()]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,7 +125,7 @@ class Settings:
             try:
                 values[field.name] = parse(raw)
             except (ValueError, TypeError):
-                raise SettingsError(f"{name}={raw!r} is invalid: {rule}") from None
+                raise SettingsError(f"{_shown(field.name, raw)} is invalid: {rule}") from None
         settings = cls(**values)
         settings.validate()
         return settings
@@ -132,9 +139,7 @@ class Settings:
             try:
                 parse(str(value))
             except (ValueError, TypeError):
-                raise SettingsError(
-                    f"{ENV_NAMES[field.name]}={value!r} is invalid: {rule}"
-                ) from None
+                raise SettingsError(f"{_shown(field.name, value)} is invalid: {rule}") from None
         if self.visibility_timeout_s <= self.task_time_limit_s + self.max_countdown_s:
             raise SettingsError(
                 f"DELIVERY_VISIBILITY_TIMEOUT_S must exceed a task's time limit "
@@ -156,11 +161,20 @@ class Settings:
             )
         if self.backoff_cap_s < self.backoff_base_s:
             raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
+        # the operator's OAuth URL is trusted as set, but http:// needs loopback allowed
+        oauth = urlsplit(self.oauth_url or "")
+        if oauth.scheme == "http" and not (
+            "loopback" in self.endpoint_networks and is_loopback_host(oauth.hostname or "")
+        ):
+            raise SettingsError(
+                f"BITRIX24_OAUTH_URL={self.oauth_url!r} must use https:// (http:// only for a "
+                "loopback host when DELIVERY_ALLOWED_ENDPOINT_NETWORKS includes loopback)"
+            )
 
     @property
     def loopback_allowed(self) -> bool:
         """http:// (and loopback addresses) allowed for endpoints: development and tests only."""
-        return "loopback" in self.allowed_endpoint_networks.split(",")
+        return "loopback" in self.endpoint_networks
 
     @property
     def oauth_host_entries(self) -> frozenset[tuple[str, int | None]]:
@@ -219,17 +233,18 @@ def _hosts(raw: str) -> str:
     return ",".join(e.lower() for e in entries)
 
 
-def _networks(raw: str) -> str:
-    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
-    if not names or not set(names) <= {"public", "private", "loopback"}:
-        raise ValueError(raw)
-    return ",".join(names)
-
-
 def _task_name(raw: str) -> str:
     if not raw or len(raw) > 200 or not all(c.isalnum() or c in "-_.:" for c in raw):
         raise ValueError(raw)
     return raw
+
+
+def _shown(field: str, value: object) -> str:
+    """`NAME=value` for an error message; a secret's value, or a URL's password, never shown."""
+    if field in SECRET_FIELDS:
+        return f"{ENV_NAMES[field]}=<hidden>"
+    text = re.sub(r"//[^/@]*@", "//***@", str(value)) if field == "redis_url" else value
+    return f"{ENV_NAMES[field]}={text!r}"
 
 
 def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
@@ -252,9 +267,25 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 
 def _url(raw: str) -> str:
-    if check_endpoint(raw) is not None:
+    # the operator's URL is trusted as set; only http:// needs loopback (checked in validate)
+    if check_url(raw, frozenset(NETWORKS)) is not None:
         raise ValueError(raw)
     return raw
+
+
+def _networks(raw: str) -> str:
+    return canonical(parse_networks(raw))
+
+
+def _fernet_keys(raw: str) -> str:
+    from cryptography.fernet import Fernet
+
+    keys = [k.strip() for k in raw.split(",")]
+    if not all(keys):
+        raise ValueError("empty key")
+    for key in keys:
+        Fernet(key)  # ValueError unless 32 url-safe base64-encoded bytes
+    return ",".join(keys)
 
 
 def _redis_url(raw: str) -> str:
@@ -321,10 +352,6 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "client_secret": (_text, "a non-empty string"),
     "oauth_url": (_url, "an https:// URL (http:// only on a loopback host)"),
     "oauth_hosts": (_hosts, "comma-separated hosts or host:port entries (no wildcards)"),
-    "allowed_endpoint_networks": (
-        _networks,
-        "comma-separated names among public, private, loopback",
-    ),
     "key_prefix": (_prefix, "letters, digits, '-', '_' or '.'"),
     "batch_size": (_number(int, 1, 1000), "an integer from 1 to 1000"),
     "flush_window_s": (_number(float, 0.001, 60), "seconds, from 0.001 to 60"),
@@ -356,4 +383,13 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),
     "replica_timeout_ms": (_number(int, 1, 60_000), "milliseconds, from 1 to 60000"),
     "sentry_dsn": (_sentry_dsn, "an http(s) Sentry DSN with a public key"),
+    "allowed_endpoint_networks": (
+        _networks,
+        "comma-separated names from public, private, loopback",
+    ),
+    "token_keys": (
+        _fernet_keys,
+        "comma-separated Fernet keys, newest first (each 32 url-safe base64-encoded bytes, "
+        "as Fernet.generate_key() makes)",
+    ),
 }

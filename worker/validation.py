@@ -8,7 +8,7 @@ from typing import Any
 
 from worker.errors import InvalidInput
 from worker.keys import Group
-from worker.settings import check_endpoint
+from worker.netpolicy import NETWORKS, check_url
 
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CODE_RULE = "must be 1 to 64 characters of letters, digits, '_', '-' or '.'"
@@ -157,21 +157,30 @@ def confirmation(payload: dict[str, Any]) -> Confirmation:
     return Confirmation(Group(portal, connector, line), str(element["im"]["message_id"]), element)
 
 
-def _endpoint(value: Any, field: str) -> str:
+#: every network: only what no setting allows is refused (scheme, credentials, forbidden literals)
+ALL_NETWORKS = frozenset(NETWORKS)
+
+
+def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -> str:
     endpoint = _text(value, field, 2048)
-    problem = check_endpoint(endpoint)
+    problem = check_url(endpoint, networks)
     if problem:
         raise InvalidInput(field, problem)
     return endpoint
 
 
-def registration(payload: dict[str, Any]) -> Registration:
-    """A valid `portal.register` payload (an `auth` block); raises InvalidInput otherwise."""
+def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORKS) -> Registration:
+    """A valid `portal.register` payload (an `auth` block); raises InvalidInput otherwise.
+
+    `networks`: DELIVERY_ALLOWED_ENDPOINT_NETWORKS, for the endpoint's scheme and IP literal. The
+    worker's task passes its own; without it (a producer checking before it sends) only what no
+    network allows is refused.
+    """
     _unknown(payload, REGISTER_FIELDS, "")
     for required in ("member_id", "domain", "client_endpoint", "access_token", "refresh_token"):
         if required not in payload:
             raise InvalidInput(required, "is required")
-    endpoint = _endpoint(payload["client_endpoint"], "client_endpoint")
+    endpoint = _endpoint(payload["client_endpoint"], "client_endpoint", networks)
     if not endpoint.endswith("/"):
         endpoint += "/"
     raw_expires = payload.get("expires_in", 3600)

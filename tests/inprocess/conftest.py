@@ -74,7 +74,7 @@ def rt(make_rt: Callable[..., Runtime]) -> Runtime:
 def register(rt: Runtime, sim: Simulator, config: PortalConfig | None = None) -> None:
     """Add a portal to the simulator and run what `portal.register` runs."""
     creds = sim.add_portal(config or PortalConfig(member_id=GROUP.portal))
-    rt.portals.register(registration(creds.as_register_kwargs()))
+    rt.portals.register(registration(creds.as_register_kwargs(), rt.settings.endpoint_networks))
 
 
 def element(message_id: int) -> dict[str, Any]:

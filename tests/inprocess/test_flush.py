@@ -182,7 +182,8 @@ def test_a_revoked_refresh_token_parks_the_portal_until_register(
     assert sim.counters("p1")["success"] == 0 and not dead_letters(r)
 
     sim.revoke_refresh("p1", revoked=False)
-    rt.portals.register(registration(sim.issue_credentials("p1").as_register_kwargs()))
+    creds = sim.issue_credentials("p1").as_register_kwargs()
+    rt.portals.register(registration(creds, rt.settings.endpoint_networks))
     assert rt.buffer.resume_portal("p1") == 1
     assert flush(rt, GROUP, "task") == "delivered"
 

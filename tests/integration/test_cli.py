@@ -58,7 +58,7 @@ def queued(r: redis.Redis, queue: str = "celery") -> list[tuple[dict[str, Any], 
 
 def test_the_subcommands_are_the_contracts() -> None:
     expected = {"stats", "portals", "parked", "unpark", "dead", "rejected", "enqueue"}
-    expected |= {"register", "simulator", "metrics"}
+    expected |= {"register", "simulator", "metrics", "rotate-keys"}
     assert expected <= set(SUBCOMMANDS)
 
 
@@ -105,6 +105,12 @@ def test_user_mistakes_are_one_line_and_exit_2(
     assert done.stderr.startswith(f"b24-delivery: {message}"), done.stderr
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
     assert queued(r) == [], "nothing is sent"
+
+
+def test_rotate_keys_without_keys_is_one_line_and_exit_2(r: redis.Redis, redis_url: str) -> None:
+    done = run(redis_url, "rotate-keys")
+    assert done.returncode == 2
+    assert "DELIVERY_TOKEN_KEYS must be set" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_tokens_are_never_taken_from_flags(redis_url: str) -> None:

@@ -3,10 +3,12 @@ Celery recovers from) instead of AttributeError (which made the worker exit)."""
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import redis
 
-from worker.broker import Channel, Transport
+from worker.broker import Channel, Transport, broker_tls
 from worker.broker import QoS as PatchedQoS
 
 
@@ -51,3 +53,15 @@ def test_broker_conf_per_broker() -> None:
     # native delayed delivery counts whole seconds; Redis keeps the exact wait
     assert countdown_s(amqp_settings, 0.3) == 1.0 and countdown_s(amqp_settings, 2.0) == 2.0
     assert countdown_s(redis_settings, 0.3) == 0.3 and countdown_s(redis_settings, 0) is None
+
+
+def test_a_rediss_broker_verifies_the_server_certificate() -> None:
+    """kombu alone would connect to a rediss:// broker with CERT_NONE."""
+    assert broker_tls("redis://:pw@127.0.0.1:6379/0") is None
+    assert broker_tls("rediss://:pw@redis.internal:6380/0") == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    from worker.celery_app import create_app
+    from worker.settings import Settings
+
+    app = create_app(Settings(redis_url="rediss://:pw@127.0.0.1:1/0"))
+    with app.connection_for_write() as connection:  # no network: the options only
+        assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}

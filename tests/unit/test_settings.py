@@ -38,9 +38,12 @@ def test_values_are_parsed() -> None:
             "DELIVERY_BATCH_SIZE": "20",
             "DELIVERY_FLUSH_WINDOW_S": "0.5",
             "BITRIX24_OAUTH_URL": "http://127.0.0.1:9/oauth/token/",
+            "DELIVERY_ALLOWED_ENDPOINT_NETWORKS": "Loopback, public",
         }
     )
     assert (s.batch_size, s.flush_window_s) == (20, 0.5)
+    assert s.allowed_endpoint_networks == "public,loopback"
+    assert s.endpoint_networks == frozenset({"public", "loopback"})
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,24 @@ def test_registration_refuses_unsafe_endpoints(endpoint: str) -> None:
     ],
 )
 def test_registration_accepts_https_and_loopback(endpoint: str) -> None:
-    assert registration({**AUTH, "client_endpoint": endpoint}).client_endpoint.endswith("/")
+    dev = frozenset({"public", "loopback"})
+    reg = registration({**AUTH, "client_endpoint": endpoint}, dev)
+    assert reg.client_endpoint.endswith("/")
+
+
+def test_the_workers_networks_apply_at_registration() -> None:
+    """Without networks (a producer checking before it sends) only what no network allows is
+    refused; the worker passes DELIVERY_ALLOWED_ENDPOINT_NETWORKS."""
+    public = frozenset({"public"})
+    assert registration({**AUTH, "client_endpoint": "http://127.0.0.1:9/x/rest/"})
+    for endpoint, rule in [
+        ("http://127.0.0.1:9/x/rest/", "when loopback is allowed"),
+        ("https://10.0.0.5/rest/", "is private"),
+    ]:
+        with pytest.raises(InvalidInput, match=f"^client_endpoint .*{rule}"):
+            registration({**AUTH, "client_endpoint": endpoint}, public)
+    with pytest.raises(InvalidInput, match="never receives tokens"):
+        registration({**AUTH, "client_endpoint": "https://169.254.169.254/rest/"})
 
 
 def test_registration_keeps_server_endpoint_and_token_owner() -> None:

@@ -94,7 +94,7 @@ def _register(args: argparse.Namespace) -> int:
     from worker.validation import registration
 
     payload = read_json_object("register")
-    registration(payload)
+    registration(payload, settings().endpoint_networks)  # the endpoint rules the worker applies
     emit({"task": REGISTER, "id": _send(REGISTER, payload, secret=True)})
     return 0
 
