@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(noop_row(n, logdir, args.timeout_s))
         notes = [
             "- Commands (inside scripts included) and CPU include the producer's (LPUSH), "
-            "Celery's (BRPOP, the unacked bookkeeping, task events) and the pipeline's scripts "
+            "Celery's (the fetch: our workers' reliable-fetch script, kombu's BRPOP in the no-op "
+            "row; the unacked bookkeeping; task events) and the pipeline's scripts "
             "(EVALSHA), and the sweep's constant load; replication to the replica is part of the "
             "primary's CPU. A confirmation is one `delivery.confirm` message plus its share of "
             "one `delivery.flush` per call (50 per call at most); the no-op row is the Celery "
