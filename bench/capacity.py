@@ -1,6 +1,6 @@
-"""Capacity model: what one delivered confirmation costs Redis and the workers.
+"""Capacity model: what one delivered confirmation costs Redis, the broker and the workers.
 
-    .venv/bin/python -m bench.capacity            # `make capacity`: about a minute
+    .venv/bin/python -m bench.capacity            # `make capacity`: two to three minutes
     .venv/bin/python -m bench.capacity --n 1500   # smaller
 
 Loopback only, bounded in count and time. For each setup: a private redis-server (with one
@@ -9,8 +9,12 @@ is never the limit here), 2 worker processes x `-c 2` with beat. After a warm-up
 confirmations are enqueued and delivered; the run measures, per delivered confirmation, Redis
 commands (`INFO commandstats` deltas, producer and workers together) and Redis CPU
 (`used_cpu_sys` + `used_cpu_user` deltas), and the workers' CPU per 1,000 (their process trees).
-Redis runs commands on one thread, so one primary carries at most 1 / (CPU seconds per
-confirmation) confirmations per second; the table also gives that at 70% of a core.
+The RabbitMQ row runs the same workload with CELERY_BROKER_URL on a private RabbitMQ node
+(devtools/rabbitmq_local.py; the producer sends through it too), so Redis counts only the state
+store's share; the node's CPU is its OS process tree's. Without `rabbitmq-server` that row is
+skipped with a printed reason. Redis runs commands on one thread, so one primary carries at
+most 1 / (CPU seconds per confirmation) confirmations per second; the table also gives that at
+70% of a core, and the load average around each row (the machine is shared).
 """
 
 from __future__ import annotations
@@ -20,17 +24,24 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-import redis
-
 from b24producer import Producer
 from bench import naive
+from bench.capacity_report import (
+    RESULTS,
+    Row,
+    commandstats,
+    load1,
+    redis_cpu,
+    render,
+    tree_cpu,
+    update_readme,
+    wait,
+)
 from bench.procs import Sim, celery_worker
+from devtools import rabbitmq_local
 from devtools.procs import Procs, child_env
 from devtools.redis_sentinel import SentinelCluster
 
@@ -38,106 +49,80 @@ CLIENT_ID = "app.capacity"
 CLIENT_SECRET = "capacity-secret"
 PORTALS, LINES = 4, 4
 FAST = {"rate_per_s": 1000.0, "burst": 1000.0}
-RESULTS = Path(__file__).resolve().parent / "capacity.md"
-README = RESULTS.parent.parent / "README.md"
-MARKS = ("<!-- capacity:start -->", "<!-- capacity:end -->")
-HEADROOM = 0.7
-
-
-@dataclass
-class Row:
-    setup: str
-    delivered: int
-    wall_s: float
-    commands: Counter[str]
-    redis_cpu_s: float
-    worker_cpu_s: float
-
-    @property
-    def per_conf(self) -> float:
-        return sum(self.commands.values()) / self.delivered
-
-    @property
-    def redis_ms(self) -> float:
-        return 1000 * self.redis_cpu_s / self.delivered
-
-    @property
-    def ceiling(self) -> float:
-        return self.delivered / self.redis_cpu_s if self.redis_cpu_s else float("inf")
-
-
-def _commandstats(client: redis.Redis) -> Counter[str]:
-    stats = client.info("commandstats")
-    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
-
-
-def _redis_cpu(client: redis.Redis) -> float:
-    cpu = client.info("cpu")
-    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-
-
-def _tree_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            for p in [proc, *proc.children(recursive=True)]:
-                times = p.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def _wait(done: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Setup:
-    """One measured row: a fresh primary (with a replica), the simulator, two workers."""
+    """One measured row: a fresh primary (with a replica), the simulator, two workers, and
+    a private RabbitMQ node as the broker when `rabbitmq` is set."""
 
-    def __init__(self, name: str, logdir: Path) -> None:
+    def __init__(self, name: str, logdir: Path, rabbitmq: bool = False) -> None:
         self.logdir = logdir / name
         self.logdir.mkdir()
         self.cluster = SentinelCluster(sentinel_count=0).start()
+        self.rabbit: rabbitmq_local.LocalRabbitMQ | None = None
+        try:
+            if rabbitmq:
+                self.rabbit = rabbitmq_local.LocalRabbitMQ().start()
+        except BaseException:
+            self.cluster.close()
+            raise
         self.procs = Procs(self.logdir)
         self.primary = self.cluster.nodes["primary"]
         self.client = self.primary.client(timeout_s=10)
-        self.producer = Producer(self.primary.url)
+        self.broker_url = self.rabbit.url if self.rabbit else self.primary.url
+        self.producer = Producer(self.broker_url)
         self.workers: list[int] = []
+
+    def _broker_cpu(self) -> float | None:
+        if self.rabbit is None or self.rabbit.process is None:
+            return None
+        return tree_cpu([self.rabbit.process.pid])
 
     def measure(self, setup: str, send: Any, done: Any, n: int, timeout_s: float) -> Row:
         """Warm up, reset Redis' counters, send N, wait until `done(N)`; the deltas."""
         warm = 200
         send(1, warm)
-        _wait(lambda: done() >= warm, timeout_s, "the warm-up")
+        wait(lambda: done() >= warm, timeout_s, "the warm-up")
         self.client.config_resetstat()
-        redis0, workers0 = _redis_cpu(self.client), _tree_cpu(self.workers)
+        load0 = load1()
+        redis0, workers0 = redis_cpu(self.client), tree_cpu(self.workers)
+        broker0 = self._broker_cpu()
         t0 = time.monotonic()
         send(warm + 1, n)
-        _wait(lambda: done() >= warm + n, timeout_s, f"{n} completions")
+        wait(lambda: done() >= warm + n, timeout_s, f"{n} completions")
         wall = time.monotonic() - t0
-        commands = _commandstats(self.client)
+        commands = commandstats(self.client)
         commands.pop("info", None)  # this script's own reads
         commands.pop("config|resetstat", None)
-        cpu = _redis_cpu(self.client) - redis0
-        return Row(setup, done() - warm, wall, commands, cpu, _tree_cpu(self.workers) - workers0)
+        cpu = redis_cpu(self.client) - redis0
+        broker1 = self._broker_cpu()
+        return Row(
+            setup,
+            done() - warm,
+            wall,
+            commands,
+            cpu,
+            tree_cpu(self.workers) - workers0,
+            None if broker0 is None or broker1 is None else broker1 - broker0,
+            (load0, load1()),
+        )
 
     def close(self) -> None:
         self.producer.close()
         self.procs.stop()
+        if self.rabbit:
+            self.rabbit.close()
         self.cluster.close()
 
 
-def pipeline_row(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: float) -> Row:
+def pipeline_row(
+    setup: str, n: int, replica_acks: int, logdir: Path, timeout_s: float, rabbitmq: bool = False
+) -> Row:
     """The real pipeline: delivery.confirm -> buffer -> delivery.flush -> the simulator."""
-    run = Setup(f"acks{replica_acks}", logdir)
+    run = Setup(f"{'amqp' if rabbitmq else 'redis'}-acks{replica_acks}", logdir, rabbitmq)
     try:
         sim = Sim(run.procs, CLIENT_ID, CLIENT_SECRET)
+        broker = {"CELERY_BROKER_URL": run.broker_url} if rabbitmq else {}
         env = child_env(
             REDIS_URL=run.primary.url,
             BITRIX24_CLIENT_ID=CLIENT_ID,
@@ -147,6 +132,7 @@ def pipeline_row(setup: str, n: int, replica_acks: int, logdir: Path, timeout_s:
             DELIVERY_ALLOWED_ENDPOINT_NETWORKS="public,loopback",
             DELIVERY_REPLICA_ACKS=str(replica_acks),
             DELIVERY_LOG_FORMAT="json",
+            **broker,
         )
         run.workers = [
             celery_worker(run.procs, "worker", f"cap{i}", "celery,flush", env, i == 0).process.pid
@@ -201,55 +187,6 @@ def noop_row(n: int, logdir: Path, timeout_s: float) -> Row:
         run.close()
 
 
-def render(rows: list[Row], n: int, notes: list[str]) -> str:
-    out = [
-        "# Capacity: what a delivered confirmation costs",
-        "",
-        f"Measured by `python -m bench.capacity` (`make capacity`) on "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {psutil.cpu_count()} cores "
-        f"shared with other work; {n:,} confirmations per row, {PORTALS} portals x {LINES} lines, "
-        "2 worker processes x `-c 2` with beat, the simulator answering at once.",
-        "",
-        "| setup | delivered | Redis commands / conf | Redis CPU ms / conf | one Redis core: "
-        f"conf/s (at {HEADROOM:.0%}) | worker CPU s / 1,000 conf | conf/s here | "
-        "most frequent commands / conf |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        top = ", ".join(f"{k} {v / r.delivered:.2f}" for k, v in r.commands.most_common(6))
-        out.append(
-            f"| {r.setup} | {r.delivered:,} | {r.per_conf:.1f} | {r.redis_ms:.3f} | "
-            f"{r.ceiling:,.0f} ({r.ceiling * HEADROOM:,.0f}) | "
-            f"{r.worker_cpu_s * 1000 / r.delivered:.2f} | {r.delivered / r.wall_s:,.0f} | {top} |"
-        )
-    out += ["", *notes, ""]
-    return "\n".join(out)
-
-
-def update_readme(table: str) -> None:
-    readme = README.read_text(encoding="utf-8")
-    start, end = MARKS
-    if start not in readme or end not in readme:
-        return
-    head, _, rest = readme.partition(start)
-    _, _, tail = rest.partition(end)
-    body = table.split("\n", 2)[2].strip()  # without the title
-    README.write_text(f"{head}{start}\n{body}\n{end}{tail}", encoding="utf-8")
-
-
-def _rabbitmq_note() -> str:
-    from dataclasses import fields
-
-    from worker.settings import Settings
-
-    if "broker_url" not in {f.name for f in fields(Settings)}:
-        return (
-            "- RabbitMQ as the broker: not measured; this build has no CELERY_BROKER_URL "
-            "setting yet (the broker runs on the state Redis)."
-        )
-    return "- RabbitMQ as the broker: not measured by this script yet."
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
     ap.add_argument("--n", type=int, default=3000, help="confirmations per row (max 20000)")
@@ -263,18 +200,35 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             pipeline_row("Redis broker", n, 0, logdir, args.timeout_s),
             pipeline_row("Redis broker, DELIVERY_REPLICA_ACKS=1", n, 1, logdir, args.timeout_s),
-            noop_row(n, logdir, args.timeout_s),
         ]
+        if rabbitmq_local.server_binary() is None:
+            rabbit_note = (
+                "- RabbitMQ as the broker: skipped, no `rabbitmq-server` (with `erl`) on this "
+                f"machine (looked in {', '.join(rabbitmq_local.CANDIDATES)})."
+            )
+            print(rabbit_note.removeprefix("- "), file=sys.stderr)
+        else:
+            name = "RabbitMQ broker (Redis: state only)"
+            rows.append(pipeline_row(name, n, 0, logdir, args.timeout_s, rabbitmq=True))
+            rabbit_note = (
+                "- RabbitMQ row: a private single node (classic durable `celery` queue, quorum "
+                "`flush` queue, publisher confirms, persistent messages); the producer and the "
+                "workers use it, Redis holds only the state. Its CPU is the node's OS process "
+                "tree (the Erlang VM and its helpers), with 2 schedulers and busy-waiting off."
+            )
+        rows.append(noop_row(n, logdir, args.timeout_s))
         notes = [
             "- Commands (inside scripts included) and CPU include the producer's (LPUSH), "
-            "Celery's (BRPOP, the unacked bookkeeping, task events) and the pipeline's scripts "
+            "Celery's (the fetch: our workers' reliable-fetch script, kombu's BRPOP in the no-op "
+            "row; the unacked bookkeeping; task events) and the pipeline's scripts "
             "(EVALSHA), and the sweep's constant load; replication to the replica is part of the "
             "primary's CPU. A confirmation is one `delivery.confirm` message plus its share of "
             "one `delivery.flush` per call (50 per call at most); the no-op row is the Celery "
             "part of each message, the rest is the pipeline's.",
+            rabbit_note,
             "- *conf/s here* is what this machine reached with the producer in the benchmark's "
-            "own process: a floor, not the ceiling.",
-            _rabbitmq_note(),
+            "own process: a floor, not the ceiling. *load avg*: the 1-minute load average at "
+            "the start and the end of the measured part (2 cores shared with other work).",
         ]
         text = render(rows, n, notes)
         RESULTS.write_text(text, encoding="utf-8")
