@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from b24sim import METHOD, Simulator
+from tests.harness import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,14 +64,7 @@ def test_cli_start_call_sigterm(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_remote_host() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "b24sim", "--host", "0.0.0.0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    r = run_python("-m", "b24sim", "--host", "0.0.0.0", timeout_s=10, check=False)
     assert r.returncode == 2
     assert "--allow-remote" in r.stderr
 
@@ -108,14 +102,7 @@ def test_cli_new_switches(tmp_path: Path) -> None:
 
 
 def test_cli_help_documents_the_switches() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "b24sim", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    )
+    r = run_python("-m", "b24sim", "--help", timeout_s=10, check=True)
     for flag in ("--strict", "--oauth-servers", "--oauth-delay", "--move", "--refuse-in-batch"):
         assert flag in r.stdout
     assert "/_sim/" in r.stdout
