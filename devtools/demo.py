@@ -35,7 +35,16 @@ from typing import Any
 import redis
 
 from b24producer import Producer
-from devtools.demo_load import PORTALS, Load, Snapshot, enqueue_load, snapshot, trickle
+from devtools.demo_load import (
+    PORTALS,
+    TOKEN_TTL_S,
+    TRICKLE_EVERY_S,
+    Load,
+    announce,
+    enqueue_load,
+    snapshot,
+    trickle,
+)
 from devtools.procs import (
     ROOT,
     ChildExited,
@@ -56,8 +65,6 @@ DEMO_DB_URL = "redis://127.0.0.1:6379/15"
 KEY_PREFIX = "b24d-demo"
 CLIENT_ID = "app.b24d.demo"
 CLIENT_SECRET = "demo-client-secret"  # noqa: S105 - the simulator's made-up credentials
-TOKEN_TTL_S = 20
-TRICKLE_EVERY_S = 5.0
 STOP_DEADLINE_S = 20.0
 
 
@@ -254,22 +261,6 @@ class Demo:
         if self.server is not None:
             self.server.close()  # last: everything above used it
         print(f"stopped; logs are in {self.tmp}", flush=True)
-
-
-def announce(snap: Snapshot, load: Load) -> None:
-    print(
-        f"DEMO_RESULT all_delivered=1 delivered={snap.get('delivered')} "
-        f"deliverable={snap.get('ingested')} coalesced={snap.get('coalesced')} "
-        f"rejected={snap.get('rejected')} dead_lettered={snap.get('dead_lettered')}",
-        flush=True,
-    )
-    print(
-        f"all {snap.get('ingested')} deliverable confirmations delivered "
-        f"({snap.get('coalesced')} duplicates coalesced, {snap.get('rejected')} invalid rejected). "
-        f"Still running (Flower is up; one confirmation per portal every {TRICKLE_EVERY_S:.0f}s "
-        f"shows token refreshes as {TOKEN_TTL_S}s tokens expire). Ctrl-C to stop.",
-        flush=True,
-    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -17,6 +17,8 @@ from worker.keys import Keys
 PORTALS = ("demoportal1", "demoportal2", "demoportal3")
 LINES = (1, 2)
 CONNECTOR = "demo_connector"
+TOKEN_TTL_S = 20  # the simulator's token lifetime: the trickle shows refreshes
+TRICKLE_EVERY_S = 5.0
 
 
 # -- the demo load ---------------------------------------------------------------------------
@@ -127,3 +129,19 @@ def snapshot(client: redis.Redis, keys: Keys, sim_url: str) -> Snapshot:
             for name, value in portal.get("counters", {}).items():
                 sim[name] = sim.get(name, 0) + int(value)
     return Snapshot(stats, pending, sim)
+
+
+def announce(snap: Snapshot, load: Load) -> None:
+    print(
+        f"DEMO_RESULT all_delivered=1 delivered={snap.get('delivered')} "
+        f"deliverable={snap.get('ingested')} coalesced={snap.get('coalesced')} "
+        f"rejected={snap.get('rejected')} dead_lettered={snap.get('dead_lettered')}",
+        flush=True,
+    )
+    print(
+        f"all {snap.get('ingested')} deliverable confirmations delivered "
+        f"({snap.get('coalesced')} duplicates coalesced, {snap.get('rejected')} invalid rejected). "
+        f"Still running (Flower is up; one confirmation per portal every {TRICKLE_EVERY_S:.0f}s "
+        f"shows token refreshes as {TOKEN_TTL_S}s tokens expire). Ctrl-C to stop.",
+        flush=True,
+    )
