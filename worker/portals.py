@@ -33,7 +33,6 @@ class PortalStore:
     def __init__(self, redis: Redis, settings: Settings, send_task: SendTask = _nothing) -> None:
         self.redis = redis
         self.s = settings
-        self.send_task = send_task
         self.keys = Keys(settings.key_prefix)
         self._move = script(redis, "move_endpoint")
         #: tokens are sealed before they are stored and opened after they are read (at rest)
