@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kombu import Connection
 
+from devtools.local_server import LocalServer
 from devtools.redis_local import free_port
 
 #: where Debian's package and RabbitMQ's generic unix tarball put the start script
@@ -55,7 +56,7 @@ def purge(url: str, *queues: str) -> None:
                 channel.queue_purge(name)
 
 
-class LocalRabbitMQ:
+class LocalRabbitMQ(LocalServer):
     """A RabbitMQ node on 127.0.0.1:port with its state in a temp folder; restartable."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -131,10 +132,5 @@ class LocalRabbitMQ:
                 self.process.wait()
         self.process = None
 
-    def restart(self, *, kill: bool = False) -> None:
-        self.stop(kill=kill)
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
+    def remove_files(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import redis
 
+from devtools.local_server import LocalServer
+
 
 def answers(url: str, timeout_s: float = 0.5) -> bool:
     """Whether a Redis server answers PING at `url`."""
@@ -83,7 +85,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LocalRedis:
+class LocalRedis(LocalServer):
     """`redis-server` on 127.0.0.1:port, AOF on (appendfsync everysec) in its own folder."""
 
     def __init__(
@@ -157,13 +159,8 @@ class LocalRedis:
                 self.process.wait()
         self.process = None
 
-    def restart(self, *, kill: bool = False) -> None:
-        self.stop(kill=kill)
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
+    def remove_files(self) -> None:
+        if self._own_dir:  # a folder the caller gave stays
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

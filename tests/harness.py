@@ -13,16 +13,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from b24producer import Producer
 from b24sim import Simulator
 from devtools.procs import ROOT, child_env, start_logged, wait_for, worker_args
+from devtools.redis_sentinel import SentinelCluster, server_binary
 from worker.keys import Keys
 
 CLIENT_ID = "app.b24d.test"
@@ -156,18 +161,68 @@ class Fleet:
 
 
 def run_python(
-    *args: str, env: dict[str, str], timeout_s: float = 60, check: bool = False
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout_s: float = 60,
+    check: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """`python ARGS` in the repository, output captured as text."""
+    """`python ARGS` in the repository (this process's environment unless `env`), `stdin` fed
+    to it, output captured as text."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout_s,
         check=check,
     )
+
+
+def run_cli(
+    redis_url: str, *args: str, stdin: str = "", check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`b24-delivery ARGS` (as `python -m worker.cli`) against `redis_url`, every other setting at
+    its default (no DELIVERY_ or BITRIX24_ variable of this process passed on)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
+    env.update(REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    return run_python("-m", "worker.cli", *args, env=env, stdin=stdin, check=check)
+
+
+def sentinel_cluster(needed_for: str, **options: Any) -> Iterator[SentinelCluster]:
+    """For a fixture: a started `SentinelCluster(**options)`, closed afterwards; a skip saying
+    what it was `needed_for` when this machine has no redis-server binary."""
+    try:
+        server_binary()
+    except RuntimeError as exc:
+        pytest.skip(f"no redis-server binary {needed_for}: {exc}")
+    setup = SentinelCluster(**options).start()
+    try:
+        yield setup
+    finally:
+        setup.close()
+
+
+def confirm_until_taken(
+    p: Producer,
+    item: dict[str, Any],
+    errors: list[str],
+    stop: threading.Event | None = None,
+    backoff_s: float = 0.1,
+) -> str | None:
+    """One confirmation through an outage of the store or broker: `item` sent again (the same id)
+    until the producer returns its task id, each failure's class named in `errors` and followed by
+    `backoff_s` of back-off (the load's pause, not a wait for a condition). None once `stop` is set.
+    """
+    while stop is None or not stop.is_set():
+        try:
+            return p.confirm(**item)
+        except Exception as exc:  # the outage window: count, back off, retry
+            errors.append(type(exc).__name__)
+            time.sleep(backoff_s)
+    return None
 
 
 def producer(redis_url: str) -> Producer:

@@ -26,6 +26,21 @@ def _another_process_refreshes(r: redis.Redis) -> None:
     r.set(KEYS.refresh_lock("p1"), "another process", px=5000)
 
 
+def _other_waits_on_a_refresh_that_just_ended(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> Runtime:
+    """GROUP and OTHER hold one item each; OTHER waits on another process's refresh, which has
+    just ended (its lock gone) without waking anyone."""
+    rt = make_rt(batch_size=1)
+    register(rt, sim)
+    fill(rt, 1)
+    fill(rt, 1, group=OTHER, first=2)
+    _another_process_refreshes(r)
+    assert flush(rt, OTHER, "task") == "refresh_wait"
+    r.delete(KEYS.refresh_lock("p1"))
+    return rt
+
+
 def _woken(sent: SentTasks) -> list[str]:
     return [c.kwargs["group"] for c in sent.calls if c.name == FLUSH_TASK and not c.countdown]
 
@@ -73,13 +88,7 @@ def test_an_oauth_call_still_out_after_its_lock_lapsed_is_waited_for_too(
 def test_the_refresher_wakes_the_waiting_groups_which_go_with_the_new_token(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
 ) -> None:
-    rt = make_rt(batch_size=1)
-    register(rt, sim)
-    fill(rt, 1)
-    fill(rt, 1, group=OTHER, first=2)
-    _another_process_refreshes(r)
-    assert flush(rt, OTHER, "task") == "refresh_wait"
-    r.delete(KEYS.refresh_lock("p1"))
+    rt = _other_waits_on_a_refresh_that_just_ended(make_rt, sim, r)
     sim.expire_tokens("p1")
     sent.calls.clear()
     assert flush(rt, GROUP, "task") == "refresh"  # 401, refreshed by this flush
@@ -137,13 +146,7 @@ def test_a_refused_version_nobody_refreshes_is_refreshed_before_any_call(
 def test_a_failed_refresh_wakes_the_waiters_into_the_parked_portal(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
 ) -> None:
-    rt = make_rt(batch_size=1)
-    register(rt, sim)
-    fill(rt, 1)
-    fill(rt, 1, group=OTHER, first=2)
-    _another_process_refreshes(r)
-    assert flush(rt, OTHER, "task") == "refresh_wait"
-    r.delete(KEYS.refresh_lock("p1"))
+    rt = _other_waits_on_a_refresh_that_just_ended(make_rt, sim, r)
     sim.revoke_refresh("p1")
     sim.expire_tokens("p1")
     sent.calls.clear()

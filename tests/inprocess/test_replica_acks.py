@@ -11,7 +11,8 @@ from statistics import median
 
 import pytest
 
-from devtools.redis_sentinel import SentinelCluster, server_binary
+from devtools.redis_sentinel import SentinelCluster
+from tests.harness import sentinel_cluster
 from tests.inprocess.conftest import GROUP, SentTasks, element
 from worker.keys import Keys
 from worker.runtime import Runtime
@@ -20,13 +21,7 @@ from worker.settings import Settings
 
 @pytest.fixture
 def pair() -> Iterator[SentinelCluster]:
-    try:
-        server_binary()
-    except RuntimeError as exc:
-        pytest.skip(f"no redis-server binary for a primary and a replica: {exc}")
-    setup = SentinelCluster(sentinel_count=0).start()
-    yield setup
-    setup.close()
+    yield from sentinel_cluster("for a primary and a replica", sentinel_count=0)
 
 
 def test_an_acknowledged_ingest_is_on_the_replica(

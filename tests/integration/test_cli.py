@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -16,7 +14,15 @@ import redis
 
 from b24sim import Fault, PortalConfig, Simulator
 from devtools.redis_local import free_port
-from tests.harness import ROOT, Fleet, confirmation, delivered_ids, producer, wait_for
+from tests.harness import (
+    Fleet,
+    confirmation,
+    delivered_ids,
+    producer,
+    run_cli,
+    run_python,
+    wait_for,
+)
 from worker.cli import parser
 
 SUBCOMMANDS = sorted(
@@ -27,18 +33,7 @@ SUBCOMMANDS = sorted(
 
 
 def run(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
-    env.update(REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(redis_url, *args, stdin=stdin or "")
 
 
 def lines(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -70,14 +65,7 @@ def test_every_subcommand_has_help(command: str) -> None:
 
 
 def test_python_m_worker_metrics_still_runs() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "worker.metrics", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-m", "worker.metrics", "--help")
     assert done.returncode == 0 and "--port" in done.stdout
 
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import (
-    ROOT,
     Fleet,
     confirmation,
     delivered_ids,
     producer,
-    run_python,
+    run_cli,
     stats,
     wait_for,
 )
@@ -24,8 +22,7 @@ from worker.metrics import StatsCollector
 
 
 def cli(redis_url: str, *args: str) -> list[dict[str, object]]:
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
-    run = run_python("-m", "worker.cli", *args, env=env, check=True)
+    run = run_cli(redis_url, *args, check=True)
     return [json.loads(line) for line in run.stdout.splitlines()]
 
 

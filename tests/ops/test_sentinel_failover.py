@@ -24,8 +24,15 @@ import redis
 
 from b24producer import Producer
 from b24sim import PortalConfig, Simulator
-from devtools.redis_sentinel import MASTER, Node, SentinelCluster, server_binary
-from tests.harness import Fleet, confirmation, delivered_ids, wait_for
+from devtools.redis_sentinel import MASTER, Node, SentinelCluster
+from tests.harness import (
+    Fleet,
+    confirm_until_taken,
+    confirmation,
+    delivered_ids,
+    sentinel_cluster,
+    wait_for,
+)
 from worker.broker_recovery import ALIVE_PREFIX
 
 TOTAL = 300
@@ -35,13 +42,9 @@ _SUCCEEDED = re.compile(r"Task delivery\.confirm\[([0-9a-f-]+)\] succeeded in ([
 
 @pytest.fixture
 def cluster() -> Iterator[SentinelCluster]:
-    try:
-        server_binary()
-    except RuntimeError as exc:
-        pytest.skip(f"no redis-server binary to run a primary, a replica and sentinels: {exc}")
-    setup = SentinelCluster(down_after_ms=1000, failover_timeout_ms=4000).start()
-    yield setup
-    setup.close()
+    yield from sentinel_cluster(
+        "to run a primary, a replica and sentinels", down_after_ms=1000, failover_timeout_ms=4000
+    )
 
 
 class Load:
@@ -51,22 +54,17 @@ class Load:
         self.producer = Producer(url, sentinel_master=MASTER)
         self.returned: dict[int, float] = {}
         self.task_ids: dict[str, int] = {}
-        self.errors = 0
+        self.errors: list[str] = []  # each failed enqueue's exception class
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         for mid in range(1, TOTAL + 1):
-            while not self.stop.is_set():
-                try:
-                    task_id = self.producer.confirm(**confirmation("sen", mid, line=1 + mid % 4))
-                except Exception:  # the failover window: count, back off, retry
-                    self.errors += 1
-                    time.sleep(0.1)
-                    continue
+            item = confirmation("sen", mid, line=1 + mid % 4)
+            task_id = confirm_until_taken(self.producer, item, self.errors, self.stop)  # failover
+            if task_id is not None:
                 self.task_ids[task_id] = mid
                 self.returned[mid] = time.monotonic()
-                break
             time.sleep(0.012)  # ~80/s: the fleet keeps up, so acknowledged means ingested
 
 
@@ -172,7 +170,7 @@ def test_failover_to_the_replica_keeps_what_was_acknowledged(
             f"{len(lost_returned)} ({len(in_stall)} sent during the cut, "
             f"{len(lost_returned & in_stall)} of them lost; {len(in_flight)} of those sent "
             f"before the cut lost); producer errors "
-            f"{load.errors}; ingest run time median {1000 * median(healthy_runtimes):.2f} ms "
+            f"{len(load.errors)}; ingest run time median {1000 * median(healthy_runtimes):.2f} ms "
             f"(before the cut); workers alive "
             f"{sum(w.process.poll() is None for w in workers)}/{len(workers)}"
         )

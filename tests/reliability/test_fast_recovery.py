@@ -31,7 +31,15 @@ import redis
 
 from b24sim import Fault, PortalConfig, Simulator
 from devtools.rabbitmq_local import LocalRabbitMQ
-from tests.harness import Fleet, WorkerProcess, confirmation, producer, stats, wait_for
+from tests.harness import (
+    Fleet,
+    WorkerProcess,
+    confirm_until_taken,
+    confirmation,
+    producer,
+    stats,
+    wait_for,
+)
 from tests.reliability.util import (
     DEFAULT_RECOVERY,
     SCALE,
@@ -63,15 +71,10 @@ def _produce(url: str, run: Run) -> None:
     p = producer(url)
     try:
         for n, mid in enumerate(range(1, TOTAL + 1)):
-            while True:
-                try:
-                    p.confirm(**confirmation(PORTALS[mid % 3], mid, line=1 + (mid // 3) % 4))
-                except Exception as exc:  # a broker restart: count, back off, retry
-                    run.producer_errors.append(type(exc).__name__)
-                    time.sleep(0.2)
-                    continue
-                run.sent[mid] = time.monotonic()
-                break
+            item = confirmation(PORTALS[mid % 3], mid, line=1 + (mid // 3) % 4)
+            # (through a broker restart)
+            confirm_until_taken(p, item, run.producer_errors, backoff_s=0.2)
+            run.sent[mid] = time.monotonic()
             if n % 50 == 49:
                 time.sleep(0.12)  # ~300/s: the fleet keeps up, so the bound measures recovery
     finally:

@@ -21,7 +21,7 @@ import redis
 
 from b24sim import PortalConfig, Simulator
 from devtools.redis_local import LocalRedis
-from tests.harness import Fleet, confirmation, producer, stats, wait_for
+from tests.harness import Fleet, confirm_until_taken, confirmation, producer, stats, wait_for
 from tests.reliability.util import (
     DEFAULT_RECOVERY,
     SCALE,
@@ -50,15 +50,9 @@ def _produce(
     p = producer(url)
     try:
         for n, mid in enumerate(range(1, TOTAL + 1)):
-            while not stop.is_set():
-                try:
-                    p.confirm(**confirmation(PORTAL, mid, line=1 + mid % 6))
-                except Exception as exc:  # the crash window: count, back off, retry
-                    errors.append(type(exc).__name__)
-                    time.sleep(0.1)
-                    continue
+            item = confirmation(PORTAL, mid, line=1 + mid % 6)
+            if confirm_until_taken(p, item, errors, stop):  # the crash window
                 accepted[mid] = time.monotonic()
-                break
             if n % 50 == 49:
                 time.sleep(0.1)
     finally:

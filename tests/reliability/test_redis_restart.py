@@ -13,7 +13,7 @@ import redis
 
 from b24sim import PortalConfig, Simulator
 from devtools.redis_local import LocalRedis
-from tests.harness import Fleet, confirmation, producer, stats, wait_for
+from tests.harness import Fleet, confirm_until_taken, confirmation, producer, stats, wait_for
 from tests.reliability.util import SCALE, alive, describe, pending_items, spawn, wait_ready
 
 TOTAL = 600 * SCALE
@@ -36,15 +36,9 @@ def _produce(
     p = producer(url)
     try:
         for n, mid in enumerate(ids):
-            while not stop.is_set():
-                try:
-                    p.confirm(**confirmation("rr", mid, line=1 + mid % 6))
-                except Exception as exc:  # the restart window: count, back off, retry
-                    failures.append(type(exc).__name__)
-                    time.sleep(0.1)
-                    continue
+            item = confirmation("rr", mid, line=1 + mid % 6)
+            if confirm_until_taken(p, item, failures, stop):  # the restart
                 returned[mid] = time.monotonic()
-                break
             if n % 5 == 4:
                 time.sleep(0.03)
     finally:

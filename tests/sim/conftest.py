@@ -13,6 +13,33 @@ from b24sim import METHOD, Credentials, PortalConfig, Simulator
 CLIENT_ID = "app.test"
 CLIENT_SECRET = "s3cret"
 
+# The fields of the OAuth server's answer to a token refresh.
+REFRESH_KEYS = {
+    "access_token",
+    "refresh_token",
+    "expires",
+    "expires_in",
+    "member_id",
+    "client_endpoint",
+    "server_endpoint",
+    "domain",
+    "scope",
+    "status",
+    "user_id",
+}
+
+# The fields of a REST answer's "time" block (per call, and per command in a batch).
+TIME_KEYS = {
+    "start",
+    "finish",
+    "duration",
+    "processing",
+    "date_start",
+    "date_finish",
+    "operating_reset_at",
+    "operating",
+}
+
 
 def payload(creds: Credentials | None, n: int = 1, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {

@@ -9,21 +9,7 @@ import requests
 
 from b24sim import Credentials, PortalConfig, Simulator
 
-from .conftest import CLIENT_ID, call, payload, refresh
-
-REFRESH_KEYS = {
-    "access_token",
-    "refresh_token",
-    "expires",
-    "expires_in",
-    "member_id",
-    "client_endpoint",
-    "server_endpoint",
-    "domain",
-    "scope",
-    "status",
-    "user_id",
-}
+from .conftest import CLIENT_ID, REFRESH_KEYS, call, payload, refresh
 
 
 def test_token_expires_after_ttl(sim: Simulator, session: requests.Session) -> None:

@@ -19,18 +19,7 @@ import requests
 
 from b24sim import METHOD, Credentials, Fault, PortalConfig, Simulator
 
-from .conftest import call
-
-TIME_KEYS = {
-    "start",
-    "finish",
-    "duration",
-    "processing",
-    "date_start",
-    "date_finish",
-    "operating_reset_at",
-    "operating",
-}
+from .conftest import TIME_KEYS, call
 
 
 def command(line: int, n: int = 1, connector: str = "myconnector", **extra: str) -> str:

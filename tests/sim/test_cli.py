@@ -7,27 +7,44 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from b24sim import METHOD, Simulator
+from tests.harness import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cli_start_call_sigterm(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    cmd = [sys.executable, "-m", "b24sim", "--port", "0", "--client-id", "cid"]
-    cmd += ["--client-secret", "sec", "--portal", "m1", "--portal", "m2", "--burst", "10"]
-    cmd += ["--state-file", str(state)]
+@contextmanager
+def simulator_cli(*switches: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """`python -m b24sim` with these switches: the process and the JSON line it prints first;
+    killed on the way out if the test did not stop it."""
+    cmd = [sys.executable, "-m", "b24sim", *switches]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        info = json.loads(line)
+        yield proc, json.loads(proc.stdout.readline())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_cli_start_call_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    switches = ["--port", "0", "--client-id", "cid", "--client-secret", "sec"]
+    switches += ["--portal", "m1", "--portal", "m2", "--burst", "10", "--state-file", str(state)]
+    with simulator_cli(*switches) as (proc, info):
         assert json.loads(state.read_text()) == info
         assert info["oauth_url"] == info["base_url"] + "/oauth/token/"
         m1 = info["portals"]["m1"]
@@ -44,24 +61,10 @@ def test_cli_start_call_sigterm(tmp_path: Path) -> None:
             assert st["portals"]["m1"]["config"]["burst"] == 10
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_cli_refuses_remote_host() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "b24sim", "--host", "0.0.0.0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    r = run_python("-m", "b24sim", "--host", "0.0.0.0", timeout_s=10, check=False)
     assert r.returncode == 2
     assert "--allow-remote" in r.stderr
 
@@ -76,15 +79,10 @@ def test_startup_under_one_second() -> None:
 def test_cli_new_switches(tmp_path: Path) -> None:
     """--oauth-servers, --portal-oauth-server, --oauth-delay, --move, --refuse-in-batch,
     --strict: the printed line names the regional token URLs and the moved address."""
-    cmd = [sys.executable, "-m", "b24sim", "--port", "0", "--portal", "m1", "--portal", "m2"]
-    cmd += ["--oauth-servers", "1", "--portal-oauth-server", "1", "--oauth-delay", "0.05"]
-    cmd += ["--move", "m1:307", "--refuse-in-batch", "WRONG_AUTH_TYPE", "--strict"]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
+    switches = ["--port", "0", "--portal", "m1", "--portal", "m2", "--oauth-servers", "1"]
+    switches += ["--portal-oauth-server", "1", "--oauth-delay", "0.05", "--move", "m1:307"]
+    switches += ["--refuse-in-batch", "WRONG_AUTH_TYPE", "--strict"]
+    with simulator_cli(*switches) as (proc, info):
         assert len(info["oauth_servers"]) == 2
         assert info["oauth_servers"][0] == info["oauth_url"]
         m1 = info["portals"]["m1"]
@@ -101,24 +99,10 @@ def test_cli_new_switches(tmp_path: Path) -> None:
             assert st["portals"]["m2"]["config"]["batch_refuse"] == "WRONG_AUTH_TYPE"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_cli_help_documents_the_switches() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "b24sim", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    )
+    r = run_python("-m", "b24sim", "--help", timeout_s=10, check=True)
     for flag in ("--strict", "--oauth-servers", "--oauth-delay", "--move", "--refuse-in-batch"):
         assert flag in r.stdout
     assert "/_sim/" in r.stdout

@@ -10,18 +10,7 @@ import requests
 
 from b24sim import METHOD, Credentials, PortalConfig, Simulator
 
-from .conftest import call, payload
-
-TIME_KEYS = {
-    "start",
-    "finish",
-    "duration",
-    "processing",
-    "date_start",
-    "date_finish",
-    "operating_reset_at",
-    "operating",
-}
+from .conftest import TIME_KEYS, call, payload
 
 
 def test_success_shape(creds: Credentials, session: requests.Session) -> None:

@@ -19,21 +19,7 @@ import requests
 
 from b24sim import PortalConfig, Simulator
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, call, payload
-
-REFRESH_KEYS = {
-    "access_token",
-    "refresh_token",
-    "expires",
-    "expires_in",
-    "member_id",
-    "client_endpoint",
-    "server_endpoint",
-    "domain",
-    "scope",
-    "status",
-    "user_id",
-}
+from .conftest import CLIENT_ID, CLIENT_SECRET, REFRESH_KEYS, call, payload
 
 
 def _refresh(
