@@ -134,8 +134,10 @@ def test_failover_to_the_replica_keeps_what_was_acknowledged(
         assert len(load.returned) == TOTAL, "the producer got every id in after the failover"
         after = {mid for mid, t in load.returned.items() if t > killed_at}
         first_after = min(after)
+        # generous: the figure is printed, not promised; a loaded machine can take a while to
+        # re-elect and reconnect every consumer
         wait_for(
-            lambda: first_after in delivered_ids(sim), 30, what="a delivery through the new primary"
+            lambda: first_after in delivered_ids(sim), 60, what="a delivery through the new primary"
         )
         reconnected_s = time.monotonic() - killed_at
         client = replica.client(timeout_s=5)
