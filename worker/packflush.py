@@ -1,0 +1,199 @@
+"""The packed flush: up to DELIVERY_PACK_GROUPS ready groups of one portal in one `batch` request.
+
+A portal packs when its registration says `packing: "batch"`, or says nothing and
+DELIVERY_PACKING is `batch`, and the portal never refused the method inside `batch`. The flush
+task of any of its groups runs `lua/begin_pack.lua`: the group joins the portal's pack, and
+whoever gets a slot of the budget leases the oldest-ready groups (one slot for all of them).
+Each group is then settled by its own command's answer through the same policy as a direct
+call (`pipeline._failed`); a request that fails as a whole is handled as a direct call's failure
+for every group in it, with at most one token refresh.
+
+A command refused as not allowed inside `batch` (`packing.NOT_PACKABLE`) turns packing off for
+the portal (recorded in its hash with reason and time, shown by `portals` and `parked`, counted
+as `packing_turned_off`) and puts its group back at once, to be sent as a direct call.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from worker.bitrix import Timeouts
+from worker.buffer import Lease
+from worker.errors import PortalError
+from worker.keys import Group, text
+from worker.packing import command, send_batch
+from worker.perprocess import per_process
+from worker.pipeline import _failed
+from worker.policy import Action, Outcome
+from worker.runtime import Runtime
+from worker.scripts import Bound, script
+from worker.triggers import Trigger, new_task_id
+
+log = structlog.stdlib.get_logger("worker.packflush")
+
+#: the portal hash's record of a refusal: when, and the code that refused
+OFF_AT, OFF_REASON = "packing_off_at", "packing_off_reason"
+
+
+def packing_on(rt: Runtime, portal: str) -> bool:
+    """Does this portal's flush pack (its registration's choice, else the setting's)?"""
+    mode, off_at = rt.redis.hmget(rt.buffer.keys.portal(portal), ["packing", OFF_AT])
+    chosen = text(mode) if mode else rt.settings.packing
+    return chosen == "batch" and off_at is None
+
+
+def turn_off(rt: Runtime, portal: str, code: str) -> bool:
+    """Record that the portal refused the method inside `batch`; True the first time."""
+    key = rt.buffer.keys.portal(portal)
+    now = rt.buffer.server_time()
+    if not rt.redis.hsetnx(key, OFF_AT, f"{now:.3f}"):
+        return False
+    rt.redis.hset(key, OFF_REASON, code)
+    rt.count("packing_turned_off")
+    log.warning("packing turned off for the portal", portal=portal, code=code, alert=True)
+    return True
+
+
+@dataclass(frozen=True)
+class PackBegin:
+    """`begin_pack.lua`'s answer: the leased groups (none unless kind is `leased`)."""
+
+    kind: str  # busy | wait | throttled | leased
+    trigger: Trigger | None
+    leases: list[Lease]
+
+
+def _script(rt: Runtime) -> Bound:
+    return per_process(("begin_pack", id(rt.redis)), lambda: script(rt.redis, "begin_pack"))
+
+
+def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
+    s, keys = rt.settings, rt.buffer.keys
+    lease_id, task_id = str(uuid.uuid4()), new_task_id()
+    reply = _script(rt)(
+        {
+            **keys.group_keys(group),
+            "pack_key": keys.pack(group.portal),
+            "pack_slot_key": keys.pack_slot(group.portal),
+        },
+        {
+            "group_id": group.id,
+            "lease_id": lease_id,
+            "group_key_prefix": keys.group_prefix(group.portal),
+            "batch_size": s.batch_size,
+            "window_s": s.flush_window_s,
+            "lease_ttl_s": s.lease_ttl_s,
+            "default_rate_per_s": s.rate_per_s,
+            "default_rate_burst": s.rate_burst,
+            "max_inflight": s.portal_max_inflight,
+            "max_groups": s.pack_groups,
+            "own_task_id": own_task_id,
+            "task_id": task_id,
+            "max_countdown_s": s.max_countdown_s,
+            "grace_s": rt.buffer.grace_s,
+        },
+    )
+    got = reply.get("trigger")
+    trigger = Trigger.from_script(task_id, got["send"], got["delay_ms"]) if got else None
+    if reply["kind"] != "leased":
+        return PackBegin(reply["kind"], trigger, [])
+    shared = reply["lease"]
+    leases = [
+        Lease(
+            group=Group.parse(g["group_id"]),
+            lease_id=lease_id,
+            endpoint=shared["endpoint"],
+            access_token=shared["access_token"],
+            token_version=int(shared["token_version"]),
+            throttles=int(shared["throttles"]),
+            started_at=float(shared["started_at"]),
+            failures=int(g["failures"]),
+            ids=list(g["ids"] or []),
+            elements=[json.loads(e) for e in g["elements"] or []],
+            oldest_enqueued_at=float(g["oldest_enqueued_at"]),
+        )
+        for g in reply["groups"]
+    ]
+    return PackBegin("leased", trigger, leases)
+
+
+def flush_packed(rt: Runtime, group: Group, own_task_id: str) -> str:
+    """One packed flush, started by `group`'s flush task. Returns what happened."""
+    started = begin(rt, group, own_task_id)
+    if started.trigger:
+        rt.send_flush(group, started.trigger)
+    if not started.leases:
+        return started.kind
+    items = sum(len(lease.ids) for lease in started.leases)
+    with structlog.contextvars.bound_contextvars(
+        portal=group.portal, groups=len(started.leases), batch=items
+    ):
+        return _call_and_settle(rt, started.leases)
+
+
+def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
+    s = rt.settings
+    first = leases[0]
+    commands = {
+        f"g{i}": command(lease.group.connector, lease.group.line, lease.elements)
+        for i, lease in enumerate(leases)
+    }
+    try:
+        answers = send_batch(
+            first.endpoint,
+            first.access_token,
+            commands,
+            Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s),
+        )
+    except PortalError as exc:
+        rt.count(f"api_error:{exc.code}")
+        _failed_whole(rt, leases, exc)
+        return exc.outcome.value
+    refused: list[tuple[Lease, str]] = []
+    delivered = 0
+    for name, lease in zip(commands, leases, strict=True):
+        answer = answers[name]
+        if answer.ok:
+            reset_at = answer.time.get("operating_reset_at")
+            settled = rt.buffer.settle(
+                lease,
+                Action.DELIVERED,
+                operating_reset_at=float(reset_at) if isinstance(reset_at, int | float) else None,
+            )
+            rt.send_flush(lease.group, settled.trigger)
+            delivered += settled.settled
+        elif answer.error is not None and answer.not_packable:
+            refused.append((lease, answer.error.code))
+        elif answer.error is not None:
+            rt.count(f"api_error:{answer.error.code}")
+            with structlog.contextvars.bound_contextvars(
+                connector=lease.group.connector, line=lease.group.line, batch=len(lease.ids)
+            ):
+                _failed(rt, lease, answer.error)
+    if refused:
+        turn_off(rt, first.group.portal, refused[0][1])
+        for lease, code in refused:
+            rt.count(f"api_error:{code}")
+            # back at once, not a failure: the next flush of the group is a direct call
+            settled = rt.buffer.settle(lease, Action.RETRY, code=code)
+            rt.send_flush(lease.group, settled.trigger)
+    log.info("pack delivered", delivered=delivered, refused=len(refused))
+    return "packed"
+
+
+def _failed_whole(rt: Runtime, leases: list[Lease], error: PortalError) -> None:
+    """The request failed as a whole: every group as after a direct call's failure, with one
+    token refresh for all (the first group's); the others follow its result."""
+    first = _failed(rt, leases[0], error)
+    for lease in leases[1:]:
+        if error.outcome is Outcome.AUTH:
+            # refreshed: retry now; refresh failed: the portal is parked, they wait with it
+            action = Action.REFRESH if first == Action.REFRESH.value else Action.RETRY
+            settled = rt.buffer.settle(lease, action, code=error.code)
+            rt.send_flush(lease.group, settled.trigger)
+        else:
+            _failed(rt, lease, error)
