@@ -208,6 +208,8 @@ def ours(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: i
 def warm_ours(ctx: Ctx) -> None:
     """First tasks pay for connections and script loads: pay them outside the measurement."""
     ours(ctx, "warm", dict(FAST), [1, 2], 40)
+    # the simulator accepts before the worker settles: let the settles land before the reset
+    wait_for(lambda: int(ctx.r.hget(f"{PREFIX}:stats", "delivered") or 0) >= 40, time.time() + 30)
 
 
 # -- baselines --------------------------------------------------------------------------------

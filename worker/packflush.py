@@ -63,8 +63,10 @@ class PackBegin:
     """`begin_pack.lua`'s answer: the leased groups (none unless kind is `leased`)."""
 
     kind: str  # busy | wait | throttled | leased
-    trigger: Trigger | None
+    trigger: Trigger | None  # the anchor's own
     leases: list[Lease]
+    #: the pack's head and its trigger: it flushes the waiting groups at the next slot
+    head: tuple[Group, Trigger] | None = None
 
 
 def _script(rt: Runtime) -> Bound:
@@ -73,7 +75,7 @@ def _script(rt: Runtime) -> Bound:
 
 def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
     s, keys = rt.settings, rt.buffer.keys
-    lease_id, task_id = str(uuid.uuid4()), new_task_id()
+    lease_id, task_id, head_task_id = str(uuid.uuid4()), new_task_id(), new_task_id()
     reply = _script(rt)(
         {
             **keys.group_keys(group),
@@ -93,14 +95,22 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
             "max_groups": s.pack_groups,
             "own_task_id": own_task_id,
             "task_id": task_id,
+            "head_task_id": head_task_id,
             "max_countdown_s": s.max_countdown_s,
             "grace_s": rt.buffer.grace_s,
         },
     )
     got = reply.get("trigger")
     trigger = Trigger.from_script(task_id, got["send"], got["delay_ms"]) if got else None
+    head = None
+    if reply.get("head"):
+        h = reply["head"]
+        head = (
+            Group.parse(h["group_id"]),
+            Trigger.from_script(head_task_id, h["send"], h["delay_ms"]),
+        )
     if reply["kind"] != "leased":
-        return PackBegin(reply["kind"], trigger, [])
+        return PackBegin(reply["kind"], trigger, [], head)
     shared = reply["lease"]
     leases = [
         Lease(
@@ -118,7 +128,7 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
         )
         for g in reply["groups"]
     ]
-    return PackBegin("leased", trigger, leases)
+    return PackBegin("leased", trigger, leases, head)
 
 
 def flush_packed(rt: Runtime, group: Group, own_task_id: str) -> str:
@@ -126,6 +136,8 @@ def flush_packed(rt: Runtime, group: Group, own_task_id: str) -> str:
     started = begin(rt, group, own_task_id)
     if started.trigger:
         rt.send_flush(group, started.trigger)
+    if started.head:
+        rt.send_flush(*started.head)
     if not started.leases:
         return started.kind
     items = sum(len(lease.ids) for lease in started.leases)

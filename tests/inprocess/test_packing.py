@@ -51,8 +51,11 @@ def register(
 
 
 def fill(rt: Runtime, group: Group, n: int, first: int) -> None:
+    """Ingest n confirmations; the flush tasks their triggers asked for are the test's to run
+    (the trigger is released as that task would release it)."""
     for i in range(first, first + n):
         rt.buffer.ingest(group, str(i), element(i))
+    rt.redis.delete(KEYS.trigger(group))
 
 
 def flushes_to(sent: SentTasks, group: Group) -> list[Any]:
@@ -64,7 +67,7 @@ def batch_requests(sim: Simulator) -> int:
 
 
 def test_ready_groups_go_in_one_batch_request_and_settle_each(
-    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
 ) -> None:
     """Groups that wait for the budget are packed: one request for all of them."""
     rt = make_rt(batch_size=2)
@@ -76,6 +79,9 @@ def test_ready_groups_go_in_one_batch_request_and_settle_each(
     assert flush(rt, groups[1], "t") == "throttled", "line 2 reserves the next slot"
     assert flush(rt, groups[2], "t") == "throttled", "line 3 waits for the same slot"
     assert r.zcard(KEYS.pack(PORTAL)) == 2
+    assert [c.countdown for c in flushes_to(sent, groups[1])] == [pytest.approx(0.2, abs=0.01)]
+    assert flushes_to(sent, groups[2]) == [], "only the pack's head has a task at the slot"
+    assert r.zscore(KEYS.due, groups[2].id) == r.zscore(KEYS.due, groups[1].id), "swept alike"
     wait_for(lambda: flush(rt, groups[2], "t") == "packed", 5, what="the reserved slot")
     assert batch_requests(sim) == 2, "three groups, two requests"
     accepted = sim.accepted(PORTAL)
@@ -92,7 +98,7 @@ def test_ready_groups_go_in_one_batch_request_and_settle_each(
 
 
 def test_oldest_ready_first_so_a_busy_line_cannot_keep_a_sparse_one_out(
-    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
 ) -> None:
     rt = make_rt(batch_size=1, pack_groups=2)
     register(rt, sim, rate_per_s=5, rate_burst=1)
@@ -105,6 +111,7 @@ def test_oldest_ready_first_so_a_busy_line_cannot_keep_a_sparse_one_out(
     wait_for(lambda: flush(rt, busy, "t") == "packed", 5, what="first pack")
     first = {a.line for a in sim.accepted(PORTAL) if a.line != 9}
     assert first == {1, 2}, "the two that were ready first"
+    assert flushes_to(sent, sparse[1]), "the next head gets a flush task for the next slot"
     fill(rt, busy, 1, first=150)  # the busy line is ready again at once...
     assert flush(rt, busy, "t") == "throttled"
     wait_for(lambda: flush(rt, busy, "t") == "packed", 5, what="second pack")
