@@ -82,7 +82,8 @@ if pttl > 0 then
   reply.kind = 'busy'
 else
   recover(leased_key, queue_key)
-  local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+  local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
+                           group_id)
   if delay == 0 and not portal[1] then delay = PARKED end  -- not registered: wait for it
   if delay ~= 0 then
     redis.call('ZREM', pack_key, group_id)
@@ -107,7 +108,8 @@ for _, gid in ipairs(candidates) do
   else
     local queue, leased = group_key(gid, 'queue'), group_key(gid, 'leased')
     recover(leased, queue)
-    if next_delay(queue, group_key(gid, 'meta'), portal_key, now, batch_size, window_s) ~= 0 then
+    local meta = group_key(gid, 'meta')
+    if next_delay(queue, meta, portal_key, now, batch_size, window_s, gid) ~= 0 then
       redis.call('ZREM', pack_key, gid)  -- not ready any more: its own trigger covers it
     else
       leasable[#leasable + 1] = gid
@@ -152,6 +154,13 @@ if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to tru
     reply.kind = reply.kind or 'throttled'
     return cjson.encode(reply)
   end
+end
+
+-- a portal parked as closed (PORTAL_DELETED) whose parking ran out: this request is its one
+-- probe, with one group; the others wait for its answer (settle re-parks or reopens the portal)
+if redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
+  redis.call('HSET', portal_key, 'blocked_until', tostring(now + lease_ttl_s), 'probe', lease_id)
+  leasable = {head}
 end
 
 -- the slot is ours: lease them all

@@ -43,7 +43,8 @@ local after = before + added
 if before ~= 0 and math.floor(after / batch_size) == math.floor(before / batch_size) then
   return cjson.encode({added = added, coalesced = coalesced, trigger = none})
 end
-local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s)
+local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
+                         group_id)
 local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
                        max_countdown_s, grace_s)
 return cjson.encode({added = added, coalesced = coalesced, trigger = trigger})
