@@ -85,13 +85,18 @@ def sweep() -> int:
     return len(groups)
 
 
-@app.task(name=CONFIRM_MANY_TASK, throws=(InvalidInput,))
-def confirm_many(**payload: Any) -> dict[str, int]:
+@app.task(name=CONFIRM_MANY_TASK, bind=True, throws=(InvalidInput,), max_retries=REPLICA_RETRIES)
+def confirm_many(self: Task[Any, Any], /, **payload: Any) -> dict[str, int]:
     """Validate each confirmation on its own; ingest the valid ones, one script call per group."""
     rt = runtime()
     limit = rt.settings.confirm_many_max
     judged = validated(rt, CONFIRM_MANY_TASK, lambda p: many.judge(p, limit), payload)
-    done = many.ingest(rt, judged)
+    done = many.ingest(rt, judged, record_rejected=self.request.retries == 0)
+    if not done.replicated:
+        # as delivery.confirm: again (each element coalesced with itself) until replicated
+        if self.request.retries < REPLICA_RETRIES:
+            raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
+        log.warning("ingest not replicated", task=CONFIRM_MANY_TASK, **done.counts)
     if judged.invalid:
-        log.warning("confirmations rejected", task=CONFIRM_MANY_TASK, **done)
-    return done
+        log.warning("confirmations rejected", task=CONFIRM_MANY_TASK, **done.counts)
+    return done.counts

@@ -4,7 +4,7 @@ The envelope is checked first (an object with one field, `confirmations`, an arr
 DELIVERY_CONFIRM_MANY_MAX elements): breaking that rejects the message whole. Then each element is
 validated as `delivery.confirm` validates its payload; a bad one is rejected under its index
 (`confirmations[3].line`) and the others go on. The valid ones are ingested with one script call
-per group (`lua/ingest_many.lua`), in arrival order.
+per group (`lua/ingest_many.lua`), in arrival order, all in one round trip.
 """
 
 from __future__ import annotations
@@ -64,54 +64,49 @@ def judge(payload: dict[str, Any], limit: int) -> Judged:
 
 
 @dataclass(frozen=True)
-class IngestedMany:
-    added: int
-    coalesced: int
-    trigger: Trigger
+class Ingested:
+    """What a message's ingest did, and whether the replicas asked for acknowledged it."""
+
+    counts: dict[str, int]
+    replicated: bool
 
 
 def _script(rt: Runtime) -> Bound:
     return per_process(("ingest_many", id(rt.redis)), lambda: script(rt.redis, "ingest_many"))
 
 
-def ingest_group(rt: Runtime, group: Group, items: list[Confirmation]) -> IngestedMany:
-    """One script call: add `items` (all of `group`) to the group's buffer."""
-    task_id = new_task_id()
+def ingest(rt: Runtime, judged: Judged, *, record_rejected: bool = True) -> Ingested:
+    """Record the bad elements for the operator; ingest the good ones, one script call per
+    group, all in one round trip (then WAIT for DELIVERY_REPLICA_ACKS replicas, when set)."""
+    if record_rejected:
+        for _, error, item in judged.invalid:
+            reject(rt, CONFIRM_MANY_TASK, error, item)
+    groups: dict[Group, list[Confirmation]] = {}
+    for item in judged.valid:
+        groups.setdefault(item.group, []).append(item)
     b, s = rt.buffer, rt.settings
-    pairs = [[c.message_id, json.dumps(c.element, separators=(",", ":"))] for c in items]
-    bound: Bound = per_process(
-        ("ingest_many", id(rt.redis)), lambda: script(rt.redis, "ingest_many")
-    )
-    reply = bound(
-        b.keys.group_keys(group),
-        {
+    calls, task_ids = [], []
+    for group, items in groups.items():
+        task_ids.append(new_task_id())
+        pairs = [[c.message_id, json.dumps(c.element, separators=(",", ":"))] for c in items]
+        args = {
             "group_id": group.id,
             "items_json": json.dumps(pairs, separators=(",", ":")),
             "batch_size": s.batch_size,
             "window_s": s.flush_window_s,
-            "task_id": task_id,
+            "task_id": task_ids[-1],
             "max_countdown_s": s.max_countdown_s,
             "grace_s": b.grace_s,
-        },
-    )
-    trigger = reply["trigger"]
-    return IngestedMany(
-        int(reply["added"]),
-        int(reply["coalesced"]),
-        Trigger.from_script(task_id, trigger["send"], trigger["delay_ms"]),
-    )
-
-
-def ingest(rt: Runtime, judged: Judged) -> dict[str, int]:
-    """Record the bad elements for the operator; ingest the good ones, one call per group."""
-    for _, error, item in judged.invalid:
-        reject(rt, CONFIRM_MANY_TASK, error, item)
-    groups: dict[Group, list[Confirmation]] = {}
-    for item in judged.valid:
-        groups.setdefault(item.group, []).append(item)
+        }
+        calls.append((b.keys.group_keys(group), args))
+    replies, acked = _script(rt).many_then_wait(calls, s.replica_acks, s.replica_timeout_ms)
     added = coalesced = 0
-    for group, items in groups.items():
-        done = ingest_group(rt, group, items)
-        rt.send_flush(group, done.trigger)
-        added, coalesced = added + done.added, coalesced + done.coalesced
-    return {"added": added, "coalesced": coalesced, "rejected": len(judged.invalid)}
+    for group, task_id, reply in zip(groups, task_ids, replies, strict=True):
+        got = reply["trigger"]
+        rt.send_flush(group, Trigger.from_script(task_id, got["send"], got["delay_ms"]))
+        added, coalesced = added + int(reply["added"]), coalesced + int(reply["coalesced"])
+    replicated = not s.replica_acks or acked >= s.replica_acks
+    if not replicated:
+        rt.count("replica_wait_timeouts")
+    counts = {"added": added, "coalesced": coalesced, "rejected": len(judged.invalid)}
+    return Ingested(counts, replicated)

@@ -23,9 +23,10 @@ import structlog
 
 from worker.bitrix import Timeouts
 from worker.buffer import Lease
+from worker.endpoints import moved_endpoint
 from worker.errors import PortalError
 from worker.keys import Group, text
-from worker.packing import command, send_batch
+from worker.packing import BATCH, command, send_batch
 from worker.perprocess import per_process
 from worker.pipeline import _failed
 from worker.policy import Action, Outcome
@@ -134,6 +135,8 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
 def flush_packed(rt: Runtime, group: Group, own_task_id: str) -> str:
     """One packed flush, started by `group`'s flush task. Returns what happened."""
     started = begin(rt, group, own_task_id)
+    if started.kind == "unpacked":
+        return ""  # a refresh is involved: the caller's direct flush handles it
     if started.trigger:
         rt.send_flush(group, started.trigger)
     if started.head:
@@ -162,9 +165,8 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
             Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s),
         )
     except PortalError as exc:
-        rt.count(f"api_error:{exc.code}")
-        _failed_whole(rt, leases, exc)
-        return exc.outcome.value
+        return _request_failed(rt, leases, exc)
+    rt.count_call(Outcome.DONE.value)
     refused: list[tuple[Lease, str]] = []
     delivered = 0
     for name, lease in zip(commands, leases, strict=True):
@@ -195,6 +197,40 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
             rt.send_flush(lease.group, settled.trigger)
     log.info("pack delivered", delivered=delivered, refused=len(refused))
     return "packed"
+
+
+def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str:
+    """The `batch` request failed as a whole (a redirect is followed as a direct call's is)."""
+    rt.count_call(error.outcome.value, error.code)
+    if error.outcome is Outcome.MOVED:
+        error = _moved(rt, leases[0], error)
+        if error.outcome is Outcome.MOVED:  # stored: every group goes again, to the new address
+            for lease in leases:
+                rt.send_flush(lease.group, rt.buffer.settle(lease, Action.RETRY).trigger)
+            return "moved"
+    _failed_whole(rt, leases, error)
+    return str(error.outcome.value)
+
+
+def _moved(rt: Runtime, lease: Lease, moved: PortalError) -> PortalError:
+    """The portal answered the `batch` with a redirect: store the new address for the portal
+    when it passes the endpoint checks (the groups go again there); else UNSAFE_REDIRECT."""
+    new, why = moved_endpoint(
+        moved.location,
+        lease.endpoint + BATCH,
+        BATCH,
+        lease.endpoint,
+        loopback_ok=rt.settings.loopback_allowed,
+    )
+    if new is None:
+        shown = repr(moved.location[:200])
+        log.error("redirect refused", status=moved.http_status, location=shown, alert=True)
+        return PortalError(
+            Outcome.DENIED, "UNSAFE_REDIRECT", f"HTTP {moved.http_status} to {shown}: {why}"
+        )
+    stored = rt.portals.move(lease.group.portal, lease.endpoint, new)
+    log.warning("portal moved", status=moved.http_status, new_endpoint=new, stored=stored)
+    return moved
 
 
 def _failed_whole(rt: Runtime, leases: list[Lease], error: PortalError) -> None:

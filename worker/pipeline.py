@@ -64,7 +64,9 @@ def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
     from worker import packflush  # it builds on this module
 
     if packflush.packing_on(rt, group.portal):
-        return packflush.flush_packed(rt, group, own_task_id)
+        packed = packflush.flush_packed(rt, group, own_task_id)
+        if packed:
+            return packed
     begin = rt.buffer.begin(group, own_task_id)
     if begin.trigger:
         rt.send_flush(group, begin.trigger)

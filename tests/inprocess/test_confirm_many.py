@@ -1,6 +1,6 @@
 """`delivery.confirm_many` in-process: the envelope's rule rejects a message whole; each element
 is judged on its own (a bad one is recorded under its index, the others are ingested); one
-script call per group, at most one flush trigger per group."""
+script call per group (one round trip for the message), at most one flush trigger per group."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_ingest_one_call_per_group_records_the_rejected(
     items: list[Any] = [confirmation(1, i) for i in range(1, 4)]
     items += [confirmation(2, 10), confirmation(1, 2), {"portal": "p1"}]  # a repeat, a bad one
     done = many.ingest(rt, many.judge({"confirmations": items}, limit=500))
-    assert done == {"added": 4, "coalesced": 1, "rejected": 1}
+    assert done.counts == {"added": 4, "coalesced": 1, "rejected": 1} and done.replicated
     g1, g2 = Group("p1", "myconnector", 1), Group("p1", "myconnector", 2)
     assert [m.decode() for m in r.zrange(KEYS.queue(g1), 0, -1)] == ["1", "2", "3"]
     assert r.zcard(KEYS.queue(g2)) == 1
@@ -92,3 +92,17 @@ def test_a_call_that_fills_a_batch_triggers_at_once(
     assert len(sent.calls) == 2 and not sent.calls[-1].countdown, "a full batch: now"
     many.ingest(rt, many.judge({"confirmations": [confirmation(1, 4)]}, limit=10))
     assert len(sent.calls) == 2, "no new trigger for a group already waiting"
+
+
+def test_replica_acks_are_waited_for_once_per_message(
+    make_rt: Any, r: redis.Redis, sent: SentTasks
+) -> None:
+    """DELIVERY_REPLICA_ACKS: the message's ingest WAITs once; this Redis has no replica, so it
+    is not replicated (the task retries it, coalesced with itself) and the timeout is counted."""
+    rt = make_rt(replica_acks=1, replica_timeout_ms=20)
+    items = [confirmation(line, i) for i, line in ((1, 1), (2, 2), (3, 1))]
+    done = many.ingest(rt, many.judge({"confirmations": items}, limit=10))
+    assert done.counts["added"] == 3 and not done.replicated
+    assert stats(r)["replica_wait_timeouts"] == 1
+    again = many.ingest(rt, many.judge({"confirmations": items}, limit=10))
+    assert again.counts == {"added": 0, "coalesced": 3, "rejected": 0}

@@ -222,3 +222,19 @@ def test_the_registration_chooses_and_an_explicit_choice_clears_a_refusal(
     assert not packing_on(rt, PORTAL), "a registration without a choice keeps the refusal"
     register(off, sim, packing="batch", add=False)
     assert packing_on(off, PORTAL) and not r.hexists(KEYS.portal(PORTAL), "packing_off_reason")
+
+
+def test_a_refresh_under_way_is_waited_for_as_by_a_direct_flush(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """No call with a token being replaced: a packed flush defers to the direct flush's wait."""
+    rt = make_rt(batch_size=1)
+    register(rt, sim)
+    group = line(1)
+    fill(rt, group, 1, first=1)
+    r.set(KEYS.refresh_lock(PORTAL), "someone", px=5000)
+    assert flush(rt, group, "t") == "refresh_wait"
+    assert batch_requests(sim) == 0 and r.zcard(KEYS.pack(PORTAL)) == 0
+    r.delete(KEYS.refresh_lock(PORTAL))
+    assert flush(rt, group, "t") == "packed"
+    assert stats(r)["delivered"] == 1

@@ -8,8 +8,10 @@
 -- a flush task at the slot's time: a hundred waiting groups cost one call and one task. Every
 -- waiting group is also due at the slot's time plus the grace, so the sweep covers a lost task.
 -- Other groups' keys are built from `group_key_prefix` (they share the portal's hash tag).
--- Returns {kind = 'busy' | 'wait' | 'throttled' | 'leased', trigger = the anchor's {send,
---          delay_ms} or nil, head = {group_id, send, delay_ms} or nil,
+-- While a token refresh is under way, or the stored token version was refused, a packed flush
+-- defers to begin.lua (kind 'unpacked'): the refresh wait and the refresh-first lease are its.
+-- Returns {kind = 'busy' | 'wait' | 'throttled' | 'leased' | 'unpacked',
+--          trigger = the anchor's {send, delay_ms} or nil, head = {group_id, send, delay_ms} or nil,
 --          lease = {endpoint, access_token, token_version, throttles, started_at},
 --          groups = [{group_id, ids, elements, failures, oldest_enqueued_at}]}
 local items_key = KEYS[1]
@@ -25,6 +27,8 @@ local stats_key = KEYS[10]
 local trigger_key = KEYS[11]
 local pack_key = KEYS[12]
 local pack_slot_key = KEYS[13]
+local refresh_lock_key = KEYS[14]
+local refreshing_key = KEYS[15]
 local group_id = ARGV[1]
 local lease_id = ARGV[2]
 local group_key_prefix = ARGV[3]
@@ -72,7 +76,7 @@ release_trigger(trigger_key, own_task_id)
 
 -- the anchor
 local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',
-                          'rate_per_s', 'rate_burst', 'throttles')
+                          'rate_per_s', 'rate_burst', 'throttles', 'refused_version')
 local anchor_ready = false
 local pttl = redis.call('PTTL', lease_key)
 if pttl > 0 then
@@ -93,6 +97,16 @@ else
   else
     redis.call('ZADD', pack_key, 'NX', now, group_id)  -- an earlier time is kept
     anchor_ready = true
+  end
+end
+
+-- a refresh under way (its lock, or an OAuth call still out), or a refused token: begin.lua's
+if anchor_ready then
+  local refreshing = redis.call('PTTL', refresh_lock_key) > 0
+  local out = redis.call('ZREVRANGEBYSCORE', refreshing_key, '+inf', now, 'LIMIT', 0, 1)
+  if refreshing or #out > 0 or (portal[7] and portal[7] == (portal[3] or '0')) then
+    redis.call('ZREM', pack_key, group_id)
+    return cjson.encode({kind = 'unpacked'})
   end
 end
 
