@@ -97,16 +97,18 @@ def ingest(rt: Runtime, judged: Judged, *, record_rejected: bool = True) -> Inge
             "task_id": task_ids[-1],
             "max_countdown_s": s.max_countdown_s,
             "grace_s": b.grace_s,
+            "dedup_window_s": s.dedup_window_s,
         }
         calls.append((b.keys.group_keys(group), args))
     replies, acked = _script(rt).many_then_wait(calls, s.replica_acks, s.replica_timeout_ms)
-    added = coalesced = 0
+    counts = {"added": 0, "coalesced": 0, "deduplicated": 0}
     for group, task_id, reply in zip(groups, task_ids, replies, strict=True):
         got = reply["trigger"]
         rt.send_flush(group, Trigger.from_script(task_id, got["send"], got["delay_ms"]))
-        added, coalesced = added + int(reply["added"]), coalesced + int(reply["coalesced"])
+        for name in counts:
+            counts[name] += int(reply[name])
     replicated = not s.replica_acks or acked >= s.replica_acks
     if not replicated:
         rt.count("replica_wait_timeouts")
-    counts = {"added": added, "coalesced": coalesced, "rejected": len(judged.invalid)}
+    counts["rejected"] = len(judged.invalid)
     return Ingested(counts, replicated)

@@ -15,10 +15,14 @@ as `packing_turned_off`) and puts its group back at once, to be sent as a direct
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import redis
 import structlog
 
 from worker.bitrix import Timeouts
@@ -158,12 +162,13 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
         for i, lease in enumerate(leases)
     }
     try:
-        answers = send_batch(
-            first.endpoint,
-            first.access_token,
-            commands,
-            Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s),
-        )
+        with _renewing(rt, leases):
+            answers = send_batch(
+                first.endpoint,
+                rt.portals.open_token(first.access_token),  # stored encrypted when keys are set
+                commands,
+                Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s),
+            )
     except PortalError as exc:
         return _request_failed(rt, leases, exc)
     rt.count_call(Outcome.DONE.value)
@@ -197,6 +202,29 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
             rt.send_flush(lease.group, settled.trigger)
     log.info("pack delivered", delivered=delivered, refused=len(refused))
     return "packed"
+
+
+@contextlib.contextmanager
+def _renewing(rt: Runtime, leases: list[Lease]) -> Iterator[None]:
+    """Renew every leased group's lease every third of DELIVERY_LEASE_TTL_S while the request
+    runs (one thread for the pack; a group whose lease is gone is dropped from the round)."""
+    done = threading.Event()
+
+    def renew() -> None:
+        live = list(leases)
+        while live and not done.wait(rt.settings.lease_ttl_s / 3):
+            try:
+                live = [lease for lease in live if rt.buffer.renew(lease)]
+            except redis.RedisError as exc:  # the next round may reach Redis again
+                log.warning("lease renewal failed", error=type(exc).__name__)
+
+    thread = threading.Thread(target=renew, name="b24d-pack-lease-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
 
 
 def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str:

@@ -64,7 +64,8 @@ def test_ingest_one_call_per_group_records_the_rejected(
     items: list[Any] = [confirmation(1, i) for i in range(1, 4)]
     items += [confirmation(2, 10), confirmation(1, 2), {"portal": "p1"}]  # a repeat, a bad one
     done = many.ingest(rt, many.judge({"confirmations": items}, limit=500))
-    assert done.counts == {"added": 4, "coalesced": 1, "rejected": 1} and done.replicated
+    assert done.counts == {"added": 4, "coalesced": 1, "deduplicated": 0, "rejected": 1}
+    assert done.replicated
     g1, g2 = Group("p1", "myconnector", 1), Group("p1", "myconnector", 2)
     assert [m.decode() for m in r.zrange(KEYS.queue(g1), 0, -1)] == ["1", "2", "3"]
     assert r.zcard(KEYS.queue(g2)) == 1
@@ -105,4 +106,18 @@ def test_replica_acks_are_waited_for_once_per_message(
     assert done.counts["added"] == 3 and not done.replicated
     assert stats(r)["replica_wait_timeouts"] == 1
     again = many.ingest(rt, many.judge({"confirmations": items}, limit=10))
-    assert again.counts == {"added": 0, "coalesced": 3, "rejected": 0}
+    assert again.counts == {"added": 0, "coalesced": 3, "deduplicated": 0, "rejected": 0}
+
+
+def test_a_repeat_of_a_delivered_id_is_dropped_within_the_window(
+    make_rt: Any, r: redis.Redis
+) -> None:
+    """DELIVERY_DEDUP_WINDOW_S: as delivery.confirm, an id the group delivered is not sent
+    again (the delivered set is what settle.lua records)."""
+    rt = make_rt(dedup_window_s=600)
+    g1 = Group("p1", "myconnector", 1)
+    r.zadd(KEYS.delivered(g1), {"1": float(r.time()[0])})
+    items = [confirmation(1, 1), confirmation(1, 2)]
+    done = many.ingest(rt, many.judge({"confirmations": items}, limit=10))
+    assert done.counts == {"added": 1, "coalesced": 0, "deduplicated": 1, "rejected": 0}
+    assert stats(r)["deduplicated"] == 1
