@@ -6,6 +6,8 @@
                      im={"chat_id": 323, "message_id": 85911},
                      message={"id": ["ext-msg-1007"], "date": 1738065600},
                      chat={"id": "channel-123"})
+    producer.confirm_many([{"portal": "a1b2...", "connector": "myconnector", "line": 107,
+                             "im": {"chat_id": 323, "message_id": 85912}}, ...])
     producer.register_portal(member_id="a1b2...", domain="example.bitrix24.com",
                              client_endpoint="https://example.bitrix24.com/rest/",
                              access_token="...", refresh_token="...", expires_in=3600)
@@ -28,6 +30,7 @@ from celery.utils.saferepr import saferepr
 from worker.redaction import redact
 
 CONFIRM = "delivery.confirm"
+CONFIRM_MANY = "delivery.confirm_many"
 REGISTER = "portal.register"
 _SECRET_FIELDS = ("access_token", "refresh_token", "application_token")
 
@@ -95,6 +98,13 @@ class Producer:
         if chat is not None:
             kwargs["chat"] = chat
         return str(self.app.send_task(CONFIRM, kwargs=kwargs, retry=False).id)
+
+    def confirm_many(self, confirmations: list[dict[str, Any]]) -> str:
+        """Enqueue many confirmations as one message (each shaped as `confirm`'s keyword
+        arguments, at most the worker's DELIVERY_CONFIRM_MANY_MAX); returns the task id.
+        The worker judges each element on its own: a bad one is rejected, the others go on."""
+        kwargs = {"confirmations": list(confirmations)}
+        return str(self.app.send_task(CONFIRM_MANY, kwargs=kwargs, retry=False).id)
 
     def register_portal(self, **auth: Any) -> str:
         """Enqueue a portal's `auth` block; its tokens never show in task events or reprs."""

@@ -1,6 +1,6 @@
 """Side-by-side throughput of the delivery pipeline and its baselines, measured in one run.
 
-    .venv/bin/python -m bench.run            # `make bench`: ~2-3 minutes
+    .venv/bin/python -m bench.run            # `make bench`: ~8-10 minutes
     .venv/bin/python -m bench.run --quick    # ~1 minute, smaller N
     .venv/bin/python -m bench.run --n 4000 --keep-logs
 
@@ -9,8 +9,8 @@ simulator in a subprocess, and real Celery workers (2 processes x -c 2) for each
   ours     the project's pipeline (delivery.confirm -> buffer -> delivery.flush), beat sweep on
   naive    bench.naive: one call per confirmation, SDK-style 503 retries (2 s, 3 s), no batching
   no-op    bench.naive's no-op task: the ceiling Celery+Redis gives on this machine
-and the portal's permitted rate, computed from its leaky bucket. The table goes to stdout and to
-bench/results.md.
+and the portal's permitted rate, computed from its leaky bucket; then the packing and ingest
+scenarios (bench/packing.py). The tables go to stdout and to bench/results.md.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import redis
 
 from b24producer import Producer
 from b24sim import METHOD
-from bench import naive, report
+from bench import naive, packing, packing_report, report
 from bench.measure import Row, Sent, permitted_row, sim_row
 from bench.procs import Sim, celery_worker
 from devtools.procs import Procs, WaitTimeout, child_env
@@ -85,6 +85,8 @@ class Plan:
     n_naive_doc: int  # naive at the documented rate: ~2 confirmations/s, so few
     naive_doc_cap_s: float
     timeout_s: float
+    sparse: packing.SparsePlan
+    n_ingest: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -95,6 +97,8 @@ class Plan:
             n_naive_doc=args.n_naive_doc or (80 if quick else 200),
             naive_doc_cap_s=args.naive_cap_s or (20.0 if quick else 60.0),
             timeout_s=args.timeout_s,
+            sparse=packing.SparsePlan(duration_s=15.0 if quick else 60.0),
+            n_ingest=5000 if quick else 20_000,
         )
 
 
@@ -107,6 +111,7 @@ class Ctx:
     r: redis.Redis
     env: dict[str, str]
     next_id: int = 1
+    packed: packing.Results | None = None
 
     def ids(self, n: int) -> int:
         base, self.next_id = self.next_id, self.next_id + n
@@ -203,6 +208,8 @@ def ours(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: i
 def warm_ours(ctx: Ctx) -> None:
     """First tasks pay for connections and script loads: pay them outside the measurement."""
     ours(ctx, "warm", dict(FAST), [1, 2], 40)
+    # the simulator accepts before the worker settles: let the settles land before the reset
+    wait_for(lambda: int(ctx.r.hget(f"{PREFIX}:stats", "delivered") or 0) >= 40, time.time() + 30)
 
 
 # -- baselines --------------------------------------------------------------------------------
@@ -313,18 +320,21 @@ def run_all(ctx: Ctx) -> tuple[dict[str, Row], dict[str, str]]:
     rows["ours_doc"] = ours(ctx, "doc-ours", DOC, [1, 2], plan.n_doc)
     rows["ours_fast"] = ours(ctx, "fast-ours", FAST, [1, 2, 3, 4], plan.n)
     extra["pipeline_stats"] = _stats(ctx)
+    packed = packing.run_ours(ctx, plan.sparse, plan.n_doc, plan.n_ingest)
     ctx.procs.stop(fleet)
     fleet = start_fleet(ctx, "bench.naive", "naive,noop", ["naive1", "naive2"], beat=False)
     noop(ctx, 40)  # warm-up
     rows["noop"] = noop(ctx, plan.n)
     rows["naive_fast"] = baseline(ctx, "fast-naive", FAST, [1, 2, 3, 4], plan.n)
     rows["naive_doc"] = baseline(ctx, "doc-naive", DOC, [1, 2], plan.n_naive_doc)
+    packed.sparse["naive"] = packing.naive_sparse(ctx, plan.sparse)
     ctx.procs.stop(fleet)
     rows["perm_doc"] = permitted(DOC, [1, 2], plan.n_doc, OUR_BURST)
     rows["perm_fast"] = permitted(FAST, [1, 2, 3, 4], plan.n, int(FAST["burst"]))
     extra["sim_req_s"] = probe_simulator(ctx)
     extra["load_after"] = _load()
     extra["redis_version"] = str(ctx.r.info("server").get("redis_version", "?"))
+    ctx.packed = packed
     return rows, extra
 
 
@@ -383,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         rows, extra = run_all(ctx)
         extra["ours_log_level"] = args.ours_log_level
         text = report.render(plan, rows, extra, quick=args.quick)
+        if ctx.packed is not None:
+            text += "\n".join(packing_report.render(ctx.packed, rows)) + "\n"
         RESULTS.write_text(text, encoding="utf-8")
         update_readme(text)
         print(text)

@@ -1,4 +1,5 @@
-"""`delivery.confirm` (public), `delivery.flush` and `delivery.sweep` (internal)."""
+"""`delivery.confirm`, `delivery.confirm_many` (public); `delivery.flush`, `delivery.sweep`
+(internal)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from worker import app, get_settings, triggers
+from worker import app, get_settings, many, triggers
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.keys import Group
-from worker.names import CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
+from worker.names import CONFIRM_MANY_TASK, CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
 from worker.pipeline import flush as flush_group
 from worker.records import validated
 from worker.runtime import Runtime
@@ -82,3 +83,20 @@ def sweep() -> int:
     if groups:
         log.info("sweep re-triggered groups", groups=len(groups))
     return len(groups)
+
+
+@app.task(name=CONFIRM_MANY_TASK, bind=True, throws=(InvalidInput,), max_retries=REPLICA_RETRIES)
+def confirm_many(self: Task[Any, Any], /, **payload: Any) -> dict[str, int]:
+    """Validate each confirmation on its own; ingest the valid ones, one script call per group."""
+    rt = runtime()
+    limit = rt.settings.confirm_many_max
+    judged = validated(rt, CONFIRM_MANY_TASK, lambda p: many.judge(p, limit), payload)
+    done = many.ingest(rt, judged, record_rejected=self.request.retries == 0)
+    if not done.replicated:
+        # as delivery.confirm: again (each element coalesced with itself) until replicated
+        if self.request.retries < REPLICA_RETRIES:
+            raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
+        log.warning("ingest not replicated", task=CONFIRM_MANY_TASK, **done.counts)
+    if judged.invalid:
+        log.warning("confirmations rejected", task=CONFIRM_MANY_TASK, **done.counts)
+    return done.counts

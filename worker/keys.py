@@ -99,6 +99,18 @@ class Keys:
         """ZSET refresh attempt -> its deadline: token refreshes still out at an OAuth server."""
         return f"{self.prefix}:{{{member_id}}}:refreshing"
 
+    def pack(self, member_id: str) -> str:
+        """ZSET group id -> ready since: groups of a packing portal waiting for a slot."""
+        return f"{self.prefix}:{{{member_id}}}:pack"
+
+    def pack_slot(self, member_id: str) -> str:
+        """STRING the time of the slot of the portal's budget reserved for its next pack."""
+        return f"{self.prefix}:{{{member_id}}}:packslot"
+
+    def group_prefix(self, member_id: str) -> str:
+        """What every per-group key of the portal starts with (`<prefix><connector>:<line>:`)."""
+        return f"{self.prefix}:{{{member_id}}}:g:"
+
     def groups(self, member_id: str) -> str:
         """SET of the portal's group ids (to resume them on portal.register)."""
         return f"{self.prefix}:{{{member_id}}}:groups"

@@ -47,6 +47,9 @@ COUNTERS = {
     "token_refresh_failures": "failed OAuth token refreshes",
     "registrations": "portal.register calls",
     "replica_wait_timeouts": "ingests whose WAIT for DELIVERY_REPLICA_ACKS replicas timed out",
+    "packed_calls": "batch requests made for packed groups (one slot of the budget each)",
+    "packed_groups": "groups sent inside batch requests",
+    "packing_turned_off": "portals that refused the method inside batch (packing off for them)",
 }
 #: help text per histogram; the bounds are the scripts' (worker.scripts.HISTOGRAM_BOUNDS)
 HISTOGRAMS = {

@@ -11,6 +11,7 @@ INGEST_QUEUE = "celery"
 FLUSH_QUEUE = "flush"
 
 CONFIRM_TASK = "delivery.confirm"
+CONFIRM_MANY_TASK = "delivery.confirm_many"
 REGISTER_TASK = "portal.register"
 FLUSH_TASK = "delivery.flush"
 SWEEP_TASK = "delivery.sweep"

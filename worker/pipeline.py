@@ -61,6 +61,12 @@ def renewing(rt: Runtime, lease: Lease) -> Iterator[None]:
 
 def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
     """Flush one group once. Returns what happened (for the task's result and the tests)."""
+    from worker import packflush  # it builds on this module
+
+    if packflush.packing_on(rt, group.portal):
+        packed = packflush.flush_packed(rt, group, own_task_id)
+        if packed:
+            return packed
     begin = rt.buffer.begin(group, own_task_id)
     if begin.trigger:
         rt.send_flush(group, begin.trigger)

@@ -92,6 +92,12 @@ class PortalStore:
                 },
             )
         pipe.delete(self.keys.refreshing(reg.member_id))
+        if reg.packing is not None:
+            # an explicit choice: a new chance for a portal that refused packing before
+            pipe.hset(key, "packing", reg.packing)
+            pipe.hdel(key, "packing_off_at", "packing_off_reason")
+        else:
+            pipe.hdel(key, "packing")
         pipe.sadd(self.keys.portals, reg.member_id)
         pipe.hincrby(self.keys.stats, "registrations", 1)
         pipe.execute()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -110,6 +110,25 @@ class Bound:
         ordered_keys, ordered_args = self._ordered(keys, args)
         answer: dict[str, Any] = json.loads(self._script(keys=ordered_keys, args=ordered_args))
         return answer
+
+    def many_then_wait(
+        self,
+        calls: Sequence[tuple[Mapping[str, str], Mapping[str, Any]]],
+        replicas: int,
+        timeout_ms: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Run once per (keys, args), then `WAIT replicas timeout_ms` (when replicas > 0), all
+        on one connection in one round trip: the answers, and the replicas that acknowledged
+        (0 when not asked)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            ordered_keys, ordered_args = self._ordered(keys, args)
+            self._script(keys=ordered_keys, args=ordered_args, client=pipe)
+        if replicas:
+            pipe.wait(replicas, timeout_ms)
+        replies = pipe.execute()
+        acked = int(replies.pop()) if replicas else 0
+        return [json.loads(r) for r in replies], acked
 
     def then_wait(
         self, keys: Mapping[str, str], args: Mapping[str, Any], replicas: int, timeout_ms: int

@@ -95,6 +95,13 @@ class Settings:
     #: a repeat of an im.message_id its group delivered this recently is not sent again (0: off)
     dedup_window_s: float = 600.0
     rejected_keep: int = 10_000
+    #: `off`, or `batch`: pack a portal's due groups into one `batch` request (portal.register
+    #: may override it per portal)
+    packing: str = "off"
+    #: groups packed into one `batch` request (the platform's limit is 50 commands)
+    pack_groups: int = 50
+    #: most elements in one `delivery.confirm_many` message
+    confirm_many_max: int = 500
     log_format: str = "auto"
     #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
     replica_acks: int = 0
@@ -379,6 +386,9 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "consumer_ttl_s": (_number(float, 2, 3600), "seconds, from 2 to 3600"),
     "dedup_window_s": (_number(float, 0, 30 * 86_400), "seconds, from 0 (off) to 2592000"),
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
+    "packing": (_choice("off", "batch"), "one of off, batch"),
+    "pack_groups": (_number(int, 1, 50), "an integer from 1 to 50"),
+    "confirm_many_max": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),
     "replica_timeout_ms": (_number(int, 1, 60_000), "milliseconds, from 1 to 60000"),

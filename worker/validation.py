@@ -33,9 +33,11 @@ REGISTER_FIELDS = frozenset(
         "rate_per_s",
         "rate_burst",
         "token_owner",
+        "packing",
     }
 )
 TOKEN_OWNERS = ("worker", "producer")
+PACKING_MODES = ("off", "batch")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Registration:
     server_endpoint: str | None = None
     #: who refreshes: "worker" (announces each new pair) or "producer" (asked for new tokens)
     token_owner: str = "worker"  # noqa: S105 (a mode, not a secret)
+    #: "batch" or "off" for this portal; None: follow DELIVERY_PACKING
+    packing: str | None = None
 
 
 def _code(value: Any, field: str) -> str:
@@ -201,6 +205,9 @@ def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORK
     owner = payload.get("token_owner", "worker")
     if owner not in TOKEN_OWNERS:
         raise InvalidInput("token_owner", f"must be one of {', '.join(TOKEN_OWNERS)}")
+    packing = payload.get("packing")
+    if packing is not None and packing not in PACKING_MODES:
+        raise InvalidInput("packing", 'must be "batch" or "off"')
     return Registration(
         member_id=_code(payload["member_id"], "member_id"),
         domain=_text(payload["domain"], "domain"),
@@ -212,4 +219,5 @@ def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORK
         rate_burst=burst,
         server_endpoint=server_endpoint,
         token_owner=owner,
+        packing=packing,
     )

@@ -23,6 +23,9 @@ PORTAL_FIELDS = (
     "rate_per_s",
     "rate_burst",
     "throttles",
+    "packing",
+    "packing_off_at",
+    "packing_off_reason",
 )
 
 
@@ -35,7 +38,7 @@ def register(sub: Subparsers) -> None:
     stats.set_defaults(handler=_stats)
     portals = sub.add_parser(
         "portals",
-        help="registered portals: endpoint, token version, parking (no tokens)",
+        help="registered portals: endpoint, token version, parking, packing (no tokens)",
         description="One JSON line per registered portal; tokens are never shown.",
     )
     portals.set_defaults(handler=_portals)

@@ -15,6 +15,9 @@ from typing import Any
 
 from worker.cli.common import Subparsers, connect, emit, keys, known_portal, settings
 
+#: what a portal that refused packed calls shows (its groups go one call each)
+PACKING_FIELDS = ("packing_off_at", "packing_off_reason")
+
 
 def register(sub: Subparsers) -> None:
     parked = sub.add_parser(
@@ -23,7 +26,10 @@ def register(sub: Subparsers) -> None:
         description=(
             "One JSON line per parking: member_id, connector (null: the whole portal), "
             "block_reason, description, since, blocked_until (Unix seconds; 'until registered' "
-            "when it waits for portal.register or unpark), pending (items kept)."
+            "when it waits for portal.register or unpark), pending (items kept). Then one line "
+            "per portal that refused packed calls: member_id, packing_off_at, "
+            "packing_off_reason (its groups go one call each until a registration asks for "
+            "packing again)."
         ),
     )
     parked.set_defaults(handler=_parked)
@@ -55,11 +61,18 @@ def _line(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parked(args: argparse.Namespace) -> int:
+    from worker.keys import text
     from worker.parking import list_parked
 
     s = settings()
     for record in list_parked(connect(s), keys(s)):
         emit(_line(record))
+    client, k = connect(s), keys(s)
+    for member in sorted(text(m) for m in client.smembers(k.portals)):
+        values = client.hmget(k.portal(member), list(PACKING_FIELDS))
+        if values[1] is not None:
+            found = {f: text(v) for f, v in zip(PACKING_FIELDS, values, strict=True) if v}
+            emit({"member_id": member, **found})
     return 0
 
 
