@@ -92,7 +92,8 @@ class Snapshot:
     def done(self, load: Load) -> bool:
         settled = self.get("delivered") + self.get("dead_lettered")
         return (
-            self.get("ingested") + self.get("coalesced") >= load.valid
+            # a repeat is coalesced while its first copy is pending, deduplicated once delivered
+            self.get("ingested") + self.get("coalesced") + self.get("deduplicated") >= load.valid
             and self.get("rejected") >= load.invalid
             and settled >= self.get("ingested")
             and self.pending_groups == 0
@@ -135,12 +136,14 @@ def announce(snap: Snapshot, load: Load) -> None:
     print(
         f"DEMO_RESULT all_delivered=1 delivered={snap.get('delivered')} "
         f"deliverable={snap.get('ingested')} coalesced={snap.get('coalesced')} "
+        f"deduplicated={snap.get('deduplicated')} "
         f"rejected={snap.get('rejected')} dead_lettered={snap.get('dead_lettered')}",
         flush=True,
     )
     print(
         f"all {snap.get('ingested')} deliverable confirmations delivered "
-        f"({snap.get('coalesced')} duplicates coalesced, {snap.get('rejected')} invalid rejected). "
+        f"({snap.get('coalesced')} duplicates coalesced, {snap.get('deduplicated')} deduplicated, "
+        f"{snap.get('rejected')} invalid rejected). "
         f"Still running (Flower is up; one confirmation per portal every {TRICKLE_EVERY_S:.0f}s "
         f"shows token refreshes as {TOKEN_TTL_S}s tokens expire). Ctrl-C to stop.",
         flush=True,
