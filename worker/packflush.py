@@ -15,24 +15,19 @@ as `packing_turned_off`) and puts its group back at once, to be sent as a direct
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import redis
 import structlog
 
 from worker.bitrix import Timeouts
 from worker.buffer import Lease
-from worker.endpoints import moved_endpoint
 from worker.errors import PortalError
 from worker.keys import Group, text
 from worker.packing import BATCH, command, send_batch
 from worker.perprocess import per_process
-from worker.pipeline import _failed
+from worker.pipeline import _failed, renewing, store_move
 from worker.policy import Action, Outcome
 from worker.runtime import Runtime
 from worker.scripts import Bound, script
@@ -162,7 +157,7 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
         for i, lease in enumerate(leases)
     }
     try:
-        with _renewing(rt, leases):
+        with renewing(rt, leases, "b24d-pack-lease-renewal"):
             answers = send_batch(
                 first.endpoint,
                 rt.portals.open_token(first.access_token),  # stored encrypted when keys are set
@@ -204,29 +199,6 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
     return "packed"
 
 
-@contextlib.contextmanager
-def _renewing(rt: Runtime, leases: list[Lease]) -> Iterator[None]:
-    """Renew every leased group's lease every third of DELIVERY_LEASE_TTL_S while the request
-    runs (one thread for the pack; a group whose lease is gone is dropped from the round)."""
-    done = threading.Event()
-
-    def renew() -> None:
-        live = list(leases)
-        while live and not done.wait(rt.settings.lease_ttl_s / 3):
-            try:
-                live = [lease for lease in live if rt.buffer.renew(lease)]
-            except redis.RedisError as exc:  # the next round may reach Redis again
-                log.warning("lease renewal failed", error=type(exc).__name__)
-
-    thread = threading.Thread(target=renew, name="b24d-pack-lease-renewal", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=5)
-
-
 def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str:
     """The `batch` request failed as a whole (a redirect is followed as a direct call's is)."""
     rt.count_call(error.outcome.value, error.code)
@@ -243,21 +215,10 @@ def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str
 def _moved(rt: Runtime, lease: Lease, moved: PortalError) -> PortalError:
     """The portal answered the `batch` with a redirect: store the new address for the portal
     when it passes the endpoint checks (the groups go again there); else UNSAFE_REDIRECT."""
-    new, why = moved_endpoint(
-        moved.location,
-        lease.endpoint + BATCH,
-        BATCH,
-        lease.endpoint,
-        loopback_ok=rt.settings.loopback_allowed,
-    )
-    if new is None:
-        shown = repr(moved.location[:200])
-        log.error("redirect refused", status=moved.http_status, location=shown, alert=True)
-        return PortalError(
-            Outcome.DENIED, "UNSAFE_REDIRECT", f"HTTP {moved.http_status} to {shown}: {why}"
-        )
-    stored = rt.portals.move(lease.group.portal, lease.endpoint, new)
-    log.warning("portal moved", status=moved.http_status, new_endpoint=new, stored=stored)
+    try:
+        store_move(rt, lease, moved, BATCH)
+    except PortalError as refused:
+        return refused
     return moved
 
 
