@@ -15,7 +15,6 @@ as `packing_turned_off`) and puts its group back at once, to be sent as a direct
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -83,21 +82,10 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
             "pack_slot_key": keys.pack_slot(group.portal),
         },
         {
-            "group_id": group.id,
-            "lease_id": lease_id,
+            **rt.buffer.begin_args(group, lease_id, own_task_id, task_id),
             "group_key_prefix": keys.group_prefix(group.portal),
-            "batch_size": s.batch_size,
-            "window_s": s.flush_window_s,
-            "lease_ttl_s": s.lease_ttl_s,
-            "default_rate_per_s": s.rate_per_s,
-            "default_rate_burst": s.rate_burst,
-            "max_inflight": s.portal_max_inflight,
             "max_groups": s.pack_groups,
-            "own_task_id": own_task_id,
-            "task_id": task_id,
             "head_task_id": head_task_id,
-            "max_countdown_s": s.max_countdown_s,
-            "grace_s": rt.buffer.grace_s,
         },
     )
     got = reply.get("trigger")
@@ -113,20 +101,7 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
         return PackBegin(reply["kind"], trigger, [], head)
     shared = reply["lease"]
     leases = [
-        Lease(
-            group=Group.parse(g["group_id"]),
-            lease_id=lease_id,
-            endpoint=shared["endpoint"],
-            access_token=shared["access_token"],
-            token_version=int(shared["token_version"]),
-            throttles=int(shared["throttles"]),
-            started_at=float(shared["started_at"]),
-            failures=int(g["failures"]),
-            ids=list(g["ids"] or []),
-            elements=[json.loads(e) for e in g["elements"] or []],
-            oldest_enqueued_at=float(g["oldest_enqueued_at"]),
-        )
-        for g in reply["groups"]
+        Lease.from_script(Group.parse(g["group_id"]), lease_id, shared, g) for g in reply["groups"]
     ]
     return PackBegin("leased", trigger, leases, head)
 
