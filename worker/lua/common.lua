@@ -47,3 +47,17 @@ local function next_delay(queue_key, meta_key, portal_key, now, batch, window, g
   if wake > now then wait = math.max(wait, wake - now) end
   return wait
 end
+
+-- Add one confirmation to a group's pending items (ingest.lua, ingest_many.lua): 'deduplicated'
+-- when it repeats an im.message_id the group delivered within the deduplication window,
+-- 'coalesced' when it repeats a pending one, else 'added' (queued at `now`). Counts nothing.
+local function add_item(items_key, queue_key, delivered_key, now, dedup_window_s, message_id,
+                        element_json)
+  if dedup_window_s > 0 then
+    local delivered_at = tonumber(redis.call('ZSCORE', delivered_key, message_id) or '')
+    if delivered_at and now - delivered_at <= dedup_window_s then return 'deduplicated' end
+  end
+  if redis.call('HSETNX', items_key, message_id, element_json) == 0 then return 'coalesced' end
+  redis.call('ZADD', queue_key, now, message_id)
+  return 'added'
+end
