@@ -172,21 +172,27 @@ def naive_sparse(ctx: Ctx, plan: SparsePlan) -> PackRow:
     return row
 
 
+def _all_at_once(ctx: Ctx, portal: str, n: int, lines: int) -> dict[int, float]:
+    """Send n confirmations to `portal` as fast as the producer goes, line after line, then
+    wait (up to the plan's timeout) until the portal accepted them; message id -> enqueued at."""
+    base, enqueued = ctx.ids(n), {}
+    for i in range(n):
+        mid = base + i
+        enqueued[mid] = time.time()
+        ctx.producer.confirm(
+            portal=portal, connector=CONNECTOR, line=1 + i % lines, **_element(mid)
+        )
+    accepted = lambda: int(ctx.sim.state(records=False)["portals"][portal]["accepted"])  # noqa: E731
+    _wait(lambda: accepted() >= n, time.time() + ctx.plan.timeout_s, 0.05)
+    return enqueued
+
+
 def dense_packed(ctx: Ctx, n: int) -> PackRow:
     """The main table's 2/s scenario (2 lines), with packing on."""
     portal = "dense-packed"
     register(ctx, portal, DOC, "batch")
     dead = _dead(ctx)
-
-    def send(mid: int, line: int) -> object:
-        return ctx.producer.confirm(portal=portal, connector=CONNECTOR, line=line, **_element(mid))
-
-    base, enqueued = ctx.ids(n), {}
-    for i in range(n):
-        enqueued[base + i] = time.time()
-        send(base + i, 1 + i % 2)
-    accepted = lambda: int(ctx.sim.state(records=False)["portals"][portal]["accepted"])  # noqa: E731
-    _wait(lambda: accepted() >= n, time.time() + ctx.plan.timeout_s, 0.05)
+    enqueued = _all_at_once(ctx, portal, n, 2)
     return _row(ctx, "packed, dense (2 lines)", portal, enqueued, time.time(), _dead(ctx) - dead)
 
 
@@ -196,16 +202,7 @@ def fallback(ctx: Ctx, n: int = 1000, lines: int = 20) -> tuple[PackRow, dict[st
     register(ctx, portal, FAST, "batch")
     ctx.sim._call("POST", "refuse_in_batch", {"portal": portal})
     dead = _dead(ctx)
-
-    def send(mid: int, line: int) -> object:
-        return ctx.producer.confirm(portal=portal, connector=CONNECTOR, line=line, **_element(mid))
-
-    base, enqueued = ctx.ids(n), {}
-    for i in range(n):
-        enqueued[base + i] = time.time()
-        send(base + i, 1 + i % lines)
-    accepted = lambda: int(ctx.sim.state(records=False)["portals"][portal]["accepted"])  # noqa: E731
-    _wait(lambda: accepted() >= n, time.time() + ctx.plan.timeout_s, 0.05)
+    enqueued = _all_at_once(ctx, portal, n, lines)
     row = _row(ctx, "refusing portal, packing on", portal, enqueued, time.time(), _dead(ctx) - dead)
     state, _ = _portal(ctx, portal)
     off = {

@@ -58,6 +58,26 @@ class Lease:
     elements: list[dict[str, Any]]
     oldest_enqueued_at: float
 
+    @classmethod
+    def from_script(
+        cls, group: Group, lease_id: str, shared: dict[str, Any], own: dict[str, Any]
+    ) -> Lease:
+        """A lease from a begin script's answer: `shared` holds the portal's part (endpoint,
+        token, budget), `own` the group's (its failures, items and their age)."""
+        return cls(
+            group=group,
+            lease_id=lease_id,
+            endpoint=shared["endpoint"],
+            access_token=shared["access_token"],
+            token_version=int(shared["token_version"]),
+            throttles=int(shared["throttles"]),
+            started_at=float(shared["started_at"]),
+            failures=int(own["failures"]),
+            ids=list(own["ids"] or []),
+            elements=[json.loads(e) for e in own["elements"] or []],
+            oldest_enqueued_at=float(own["oldest_enqueued_at"]),
+        )
+
 
 @dataclass(frozen=True)
 class Begin:
@@ -105,6 +125,25 @@ class Buffer:
     def _timing(self) -> dict[str, Any]:
         return {"max_countdown_s": self.s.max_countdown_s, "grace_s": self.grace_s}
 
+    def begin_args(
+        self, group: Group, lease_id: str, own_task_id: str, task_id: str
+    ) -> dict[str, Any]:
+        """The arguments `begin.lua` and `begin_pack.lua` both take, by name."""
+        s = self.s
+        return {
+            "group_id": group.id,
+            "lease_id": lease_id,
+            "batch_size": s.batch_size,
+            "window_s": s.flush_window_s,
+            "lease_ttl_s": s.lease_ttl_s,
+            "default_rate_per_s": s.rate_per_s,
+            "default_rate_burst": s.rate_burst,
+            "max_inflight": s.portal_max_inflight,
+            "own_task_id": own_task_id,
+            "task_id": task_id,
+            **self._timing(),
+        }
+
     def ingest(self, group: Group, message_id: str, element: dict[str, Any]) -> Ingested:
         """Add a confirmation to its group (coalescing a repeat of a pending message id)."""
         task_id = new_task_id()
@@ -136,21 +175,10 @@ class Buffer:
     def begin(self, group: Group, own_task_id: str) -> Begin:
         """Lease a batch of the group if it is ready and the portal's budget has a slot."""
         lease_id, task_id = str(uuid.uuid4()), new_task_id()
-        s = self.s
         reply = self._begin(
             self.keys.group_keys(group),
             {
-                "group_id": group.id,
-                "lease_id": lease_id,
-                "batch_size": s.batch_size,
-                "window_s": s.flush_window_s,
-                "lease_ttl_s": s.lease_ttl_s,
-                "default_rate_per_s": s.rate_per_s,
-                "default_rate_burst": s.rate_burst,
-                "max_inflight": s.portal_max_inflight,
-                "own_task_id": own_task_id,
-                "task_id": task_id,
-                **self._timing(),
+                **self.begin_args(group, lease_id, own_task_id, task_id),
                 "lease_margin_s": self.lease_margin_s,
             },
         )
@@ -161,19 +189,7 @@ class Buffer:
         got = reply["lease"]
         return Begin(
             kind,
-            lease=Lease(
-                group=group,
-                lease_id=lease_id,
-                endpoint=got["endpoint"],
-                access_token=got["access_token"],
-                token_version=int(got["token_version"]),
-                throttles=int(got["throttles"]),
-                started_at=float(got["started_at"]),
-                failures=int(got["failures"]),
-                ids=list(got["ids"] or []),
-                elements=[json.loads(e) for e in got["elements"] or []],
-                oldest_enqueued_at=float(got["oldest_enqueued_at"]),
-            ),
+            lease=Lease.from_script(group, lease_id, got, got),
             refused_code=got["refused_code"],
         )
 

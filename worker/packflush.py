@@ -15,24 +15,18 @@ as `packing_turned_off`) and puts its group back at once, to be sent as a direct
 
 from __future__ import annotations
 
-import contextlib
-import json
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import redis
 import structlog
 
 from worker.bitrix import Timeouts
 from worker.buffer import Lease
-from worker.endpoints import moved_endpoint
 from worker.errors import PortalError
 from worker.keys import Group, text
 from worker.packing import BATCH, command, send_batch
 from worker.perprocess import per_process
-from worker.pipeline import _failed
+from worker.pipeline import _failed, renewing, store_move
 from worker.policy import Action, Outcome
 from worker.runtime import Runtime
 from worker.scripts import Bound, script
@@ -88,21 +82,10 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
             "pack_slot_key": keys.pack_slot(group.portal),
         },
         {
-            "group_id": group.id,
-            "lease_id": lease_id,
+            **rt.buffer.begin_args(group, lease_id, own_task_id, task_id),
             "group_key_prefix": keys.group_prefix(group.portal),
-            "batch_size": s.batch_size,
-            "window_s": s.flush_window_s,
-            "lease_ttl_s": s.lease_ttl_s,
-            "default_rate_per_s": s.rate_per_s,
-            "default_rate_burst": s.rate_burst,
-            "max_inflight": s.portal_max_inflight,
             "max_groups": s.pack_groups,
-            "own_task_id": own_task_id,
-            "task_id": task_id,
             "head_task_id": head_task_id,
-            "max_countdown_s": s.max_countdown_s,
-            "grace_s": rt.buffer.grace_s,
         },
     )
     got = reply.get("trigger")
@@ -118,20 +101,7 @@ def begin(rt: Runtime, group: Group, own_task_id: str) -> PackBegin:
         return PackBegin(reply["kind"], trigger, [], head)
     shared = reply["lease"]
     leases = [
-        Lease(
-            group=Group.parse(g["group_id"]),
-            lease_id=lease_id,
-            endpoint=shared["endpoint"],
-            access_token=shared["access_token"],
-            token_version=int(shared["token_version"]),
-            throttles=int(shared["throttles"]),
-            started_at=float(shared["started_at"]),
-            failures=int(g["failures"]),
-            ids=list(g["ids"] or []),
-            elements=[json.loads(e) for e in g["elements"] or []],
-            oldest_enqueued_at=float(g["oldest_enqueued_at"]),
-        )
-        for g in reply["groups"]
+        Lease.from_script(Group.parse(g["group_id"]), lease_id, shared, g) for g in reply["groups"]
     ]
     return PackBegin("leased", trigger, leases, head)
 
@@ -162,7 +132,7 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
         for i, lease in enumerate(leases)
     }
     try:
-        with _renewing(rt, leases):
+        with renewing(rt, leases, "b24d-pack-lease-renewal"):
             answers = send_batch(
                 first.endpoint,
                 rt.portals.open_token(first.access_token),  # stored encrypted when keys are set
@@ -204,29 +174,6 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
     return "packed"
 
 
-@contextlib.contextmanager
-def _renewing(rt: Runtime, leases: list[Lease]) -> Iterator[None]:
-    """Renew every leased group's lease every third of DELIVERY_LEASE_TTL_S while the request
-    runs (one thread for the pack; a group whose lease is gone is dropped from the round)."""
-    done = threading.Event()
-
-    def renew() -> None:
-        live = list(leases)
-        while live and not done.wait(rt.settings.lease_ttl_s / 3):
-            try:
-                live = [lease for lease in live if rt.buffer.renew(lease)]
-            except redis.RedisError as exc:  # the next round may reach Redis again
-                log.warning("lease renewal failed", error=type(exc).__name__)
-
-    thread = threading.Thread(target=renew, name="b24d-pack-lease-renewal", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=5)
-
-
 def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str:
     """The `batch` request failed as a whole (a redirect is followed as a direct call's is)."""
     rt.count_call(error.outcome.value, error.code)
@@ -243,21 +190,10 @@ def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str
 def _moved(rt: Runtime, lease: Lease, moved: PortalError) -> PortalError:
     """The portal answered the `batch` with a redirect: store the new address for the portal
     when it passes the endpoint checks (the groups go again there); else UNSAFE_REDIRECT."""
-    new, why = moved_endpoint(
-        moved.location,
-        lease.endpoint + BATCH,
-        BATCH,
-        lease.endpoint,
-        loopback_ok=rt.settings.loopback_allowed,
-    )
-    if new is None:
-        shown = repr(moved.location[:200])
-        log.error("redirect refused", status=moved.http_status, location=shown, alert=True)
-        return PortalError(
-            Outcome.DENIED, "UNSAFE_REDIRECT", f"HTTP {moved.http_status} to {shown}: {why}"
-        )
-    stored = rt.portals.move(lease.group.portal, lease.endpoint, new)
-    log.warning("portal moved", status=moved.http_status, new_endpoint=new, stored=stored)
+    try:
+        store_move(rt, lease, moved, BATCH)
+    except PortalError as refused:
+        return refused
     return moved
 
 

@@ -34,23 +34,27 @@ REFUSED_TOKEN = frozenset({"NO_AUTH_FOUND", "invalid_token"})
 
 
 @contextlib.contextmanager
-def renewing(rt: Runtime, lease: Lease) -> Iterator[None]:
-    """Renew `lease` every third of DELIVERY_LEASE_TTL_S from a thread while the block runs.
+def renewing(
+    rt: Runtime, leases: list[Lease], thread_name: str = "b24d-lease-renewal"
+) -> Iterator[None]:
+    """Renew every lease in `leases` every third of DELIVERY_LEASE_TTL_S from one thread while
+    the block runs.
 
-    The lease is short (a killed flusher's items return within seconds), so a live call
-    that takes longer keeps it by renewal; a renewal that finds the lease gone stops.
+    A lease is short (a killed flusher's items return within seconds), so a live call that
+    takes longer keeps it by renewal; a lease a renewal finds gone is dropped from the round,
+    and the thread stops when none is left.
     """
     done = threading.Event()
 
     def renew() -> None:
-        while not done.wait(rt.settings.lease_ttl_s / 3):
+        live = list(leases)
+        while live and not done.wait(rt.settings.lease_ttl_s / 3):
             try:
-                if not rt.buffer.renew(lease):
-                    return
+                live = [lease for lease in live if rt.buffer.renew(lease)]
             except redis.RedisError as exc:  # the next round may reach Redis again
                 log.warning("lease renewal failed", error=type(exc).__name__)
 
-    thread = threading.Thread(target=renew, name="b24d-lease-renewal", daemon=True)
+    thread = threading.Thread(target=renew, name=thread_name, daemon=True)
     thread.start()
     try:
         yield
@@ -81,7 +85,7 @@ def flush(rt: Runtime, group: Group, own_task_id: str) -> str:
             batch=len(lease.ids),
             attempt=lease.failures + 1,
         ),
-        renewing(rt, lease),
+        renewing(rt, [lease]),
     ):
         if begin.kind == "refresh":  # the stored token was refused: refresh, do not call
             refreshed = _refresh(rt, lease, begin.refused_code)
@@ -131,10 +135,25 @@ def _call_and_settle(rt: Runtime, lease: Lease) -> str:
 def _follow(rt: Runtime, lease: Lease, moved: PortalError) -> dict[str, Any]:
     """The portal answered a redirect: check the new address, store it for the whole portal,
     and re-send this batch there once. Raises PortalError (UNSAFE_REDIRECT: nothing was sent)."""
+    new = store_move(rt, lease, moved, METHOD)
+    try:
+        return _send(rt, lease, new)
+    except PortalError as exc:
+        if exc.outcome is Outcome.MOVED:  # followed once per flush; the next flush goes on
+            raise PortalError(
+                Outcome.TRANSIENT, "REDIRECTED_AGAIN", "the new address redirected too"
+            ) from None
+        raise
+
+
+def store_move(rt: Runtime, lease: Lease, moved: PortalError, method: str) -> str:
+    """The portal answered `method` with a redirect: when the new address passes the endpoint
+    checks, store it for the whole portal and return it; else raise PortalError
+    (UNSAFE_REDIRECT)."""
     new, why = moved_endpoint(
         moved.location,
-        lease.endpoint + METHOD,
-        METHOD,
+        lease.endpoint + method,
+        method,
         lease.endpoint,
         loopback_ok=rt.settings.loopback_allowed,
     )
@@ -146,14 +165,7 @@ def _follow(rt: Runtime, lease: Lease, moved: PortalError) -> dict[str, Any]:
         )
     stored = rt.portals.move(lease.group.portal, lease.endpoint, new)
     log.warning("portal moved", status=moved.http_status, new_endpoint=new, stored=stored)
-    try:
-        return _send(rt, lease, new)
-    except PortalError as exc:
-        if exc.outcome is Outcome.MOVED:  # followed once per flush; the next flush goes on
-            raise PortalError(
-                Outcome.TRANSIENT, "REDIRECTED_AGAIN", "the new address redirected too"
-            ) from None
-        raise
+    return new
 
 
 def _failed(rt: Runtime, lease: Lease, error: PortalError) -> str:

@@ -37,6 +37,13 @@ from worker.validation import registration
 
 #: no operator override: each portal's own server_endpoint decides
 PER_PORTAL = {"BITRIX24_OAUTH_URL": ""}
+#: the owner app's task and queue for renewed tokens (token_owner worker) ...
+ANNOUNCE_TO_OWNER = {
+    "DELIVERY_TOKENS_RENEWED_TASK": RENEWED_TASK,
+    "DELIVERY_TOKENS_RENEWED_QUEUE": QUEUE,
+}
+#: ... and for token requests (token_owner producer)
+ASK_OWNER = {"DELIVERY_TOKEN_REQUEST_TASK": REQUEST_TASK, "DELIVERY_TOKEN_REQUEST_QUEUE": QUEUE}
 
 
 def test_refresh_goes_to_the_portals_own_oauth_server(
@@ -96,13 +103,7 @@ def test_worker_owned_tokens_are_announced_after_each_refresh(
     fleet: Fleet, sim: Simulator, redis_url: str, tmp_path: Path
 ) -> None:
     with owner_app(redis_url, tmp_path) as r:
-        p = start(
-            fleet,
-            sim,
-            redis_url,
-            DELIVERY_TOKENS_RENEWED_TASK=RENEWED_TASK,
-            DELIVERY_TOKENS_RENEWED_QUEUE=QUEUE,
-        )
+        p = start(fleet, sim, redis_url, **ANNOUNCE_TO_OWNER)
         sim.expire_tokens("p1")
         p.confirm(**confirmation("p1", 1))
         got = wait_for(lambda: received(r), what="the renewed-tokens task")
@@ -126,14 +127,7 @@ def test_producer_owned_tokens_are_requested_once_per_version_never_refreshed(
     fleet: Fleet, sim: Simulator, redis_url: str, tmp_path: Path
 ) -> None:
     with owner_app(redis_url, tmp_path) as r:
-        p = start(
-            fleet,
-            sim,
-            redis_url,
-            register={"token_owner": "producer"},
-            DELIVERY_TOKEN_REQUEST_TASK=REQUEST_TASK,
-            DELIVERY_TOKEN_REQUEST_QUEUE=QUEUE,
-        )
+        p = start(fleet, sim, redis_url, register={"token_owner": "producer"}, **ASK_OWNER)
         version = int(portal(fleet, "p1")["version"])
         sim.expire_tokens("p1")
         for line in (1, 2, 3):  # three groups hit expired_token

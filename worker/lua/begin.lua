@@ -52,12 +52,7 @@ if pttl > 0 then
   redis.call('ZADD', due_key, now + pttl / 1000 + lease_margin_s, group_id)
   return cjson.encode({kind = 'busy'})
 end
-if redis.call('EXISTS', leased_key) == 1 then
-  -- the last flusher died holding a lease: its items go back, in their order
-  redis.call('ZUNIONSTORE', queue_key, 2, queue_key, leased_key, 'AGGREGATE', 'MIN')
-  redis.call('DEL', leased_key)
-  redis.call('HINCRBY', stats_key, 'leases_expired', 1)
-end
+recover(leased_key, queue_key, stats_key)  -- the last flusher died holding a lease
 
 local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',
                           'rate_per_s', 'rate_burst', 'throttles', 'refused_version',
@@ -104,12 +99,10 @@ else
   end
   redis.call('HDEL', meta_key, 'slot_at')
   if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to trust
-    local rate = tonumber(portal[4]) or default_rate_per_s
-    local burst = tonumber(portal[5]) or default_rate_burst
-    local slot_wait, reserved = take_slot(bucket_key, now, rate, burst, max_countdown_s)
+    local slot_wait, reserved = new_slot(bucket_key, stats_key, portal, now, default_rate_per_s,
+                                         default_rate_burst, max_countdown_s)
     if slot_wait > 0 then
       if reserved then redis.call('HSET', meta_key, 'slot_at', tostring(now + slot_wait)) end
-      redis.call('HINCRBY', stats_key, 'rate_waits', 1)
       return wait('throttled', slot_wait)
     end
   end
@@ -121,12 +114,7 @@ if kind == 'leased' and redis.call('HGET', portal_key, 'block_reason') == 'PORTA
   redis.call('HSET', portal_key, 'blocked_until', tostring(now + lease_ttl_s), 'probe', lease_id)
 end
 
-local popped = redis.call('ZPOPMIN', queue_key, batch_size)
-local ids = {}
-for i = 1, #popped, 2 do
-  redis.call('ZADD', leased_key, popped[i + 1], popped[i])
-  ids[#ids + 1] = popped[i]
-end
+local ids, popped = lease_items(queue_key, leased_key, batch_size)
 redis.call('SET', lease_key, lease_id, 'PX', ms(lease_ttl_s))
 redis.call('ZADD', due_key, now + lease_ttl_s + lease_margin_s, group_id)
 if kind == 'leased' then

@@ -53,15 +53,6 @@ local function group_key(gid, what)
   return group_key_prefix .. connector .. ':' .. line .. ':' .. what
 end
 
--- a flusher died holding the group's lease: its items go back, in their order
-local function recover(leased, queue)
-  if redis.call('EXISTS', leased) == 1 then
-    redis.call('ZUNIONSTORE', queue, 2, queue, leased, 'AGGREGATE', 'MIN')
-    redis.call('DEL', leased)
-    redis.call('HINCRBY', stats_key, 'leases_expired', 1)
-  end
-end
-
 -- the pack's head flushes again after `delay`; the other waiting groups are due then too
 local function wake_head(head, waiting, delay)
   local t = finish(due_key, group_key(head, 'leased'), group_key(head, 'trigger'), head, now,
@@ -85,7 +76,7 @@ if pttl > 0 then
   redis.call('ZADD', due_key, now + pttl / 1000 + grace_s, group_id)
   reply.kind = 'busy'
 else
-  recover(leased_key, queue_key)
+  recover(leased_key, queue_key, stats_key)
   local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
                            group_id)
   if delay == 0 and not portal[1] then delay = PARKED end  -- not registered: wait for it
@@ -121,7 +112,7 @@ for _, gid in ipairs(candidates) do
     redis.call('ZREM', pack_key, gid)  -- flushed by someone else: its settle reschedules it
   else
     local queue, leased = group_key(gid, 'queue'), group_key(gid, 'leased')
-    recover(leased, queue)
+    recover(leased, queue, stats_key)
     local meta = group_key(gid, 'meta')
     if next_delay(queue, meta, portal_key, now, batch_size, window_s, gid) ~= 0 then
       redis.call('ZREM', pack_key, gid)  -- not ready any more: its own trigger covers it
@@ -156,14 +147,12 @@ if slot_at and now < slot_at - 0.002 then
 end
 redis.call('DEL', pack_slot_key)
 if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to trust
-  local rate = tonumber(portal[4]) or default_rate_per_s
-  local burst = tonumber(portal[5]) or default_rate_burst
-  local slot_wait, reserved = take_slot(bucket_key, now, rate, burst, max_countdown_s)
+  local slot_wait, reserved = new_slot(bucket_key, stats_key, portal, now, default_rate_per_s,
+                                       default_rate_burst, max_countdown_s)
   if slot_wait > 0 then
     if reserved then
       redis.call('SET', pack_slot_key, tostring(now + slot_wait), 'PX', ms(slot_wait + grace_s))
     end
-    redis.call('HINCRBY', stats_key, 'rate_waits', 1)
     wake_head(head, leasable, slot_wait)
     reply.kind = reply.kind or 'throttled'
     return cjson.encode(reply)
@@ -181,12 +170,7 @@ end
 local groups = {}
 for _, gid in ipairs(leasable) do
   local queue, leased, meta = group_key(gid, 'queue'), group_key(gid, 'leased'), group_key(gid, 'meta')
-  local popped = redis.call('ZPOPMIN', queue, batch_size)
-  local ids = {}
-  for i = 1, #popped, 2 do
-    redis.call('ZADD', leased, popped[i + 1], popped[i])
-    ids[#ids + 1] = popped[i]
-  end
+  local ids, popped = lease_items(queue, leased, batch_size)
   redis.call('SET', group_key(gid, 'lease'), lease_id, 'PX', ms(lease_ttl_s))
   redis.call('ZADD', due_key, now + lease_ttl_s + grace_s, gid)
   redis.call('HINCRBY', meta, 'attempts', 1)

@@ -47,3 +47,39 @@ local function next_delay(queue_key, meta_key, portal_key, now, batch, window, g
   if wake > now then wait = math.max(wait, wake - now) end
   return wait
 end
+
+-- Add one confirmation to a group's pending items (ingest.lua, ingest_many.lua): 'deduplicated'
+-- when it repeats an im.message_id the group delivered within the deduplication window,
+-- 'coalesced' when it repeats a pending one, else 'added' (queued at `now`). Counts nothing.
+local function add_item(items_key, queue_key, delivered_key, now, dedup_window_s, message_id,
+                        element_json)
+  if dedup_window_s > 0 then
+    local delivered_at = tonumber(redis.call('ZSCORE', delivered_key, message_id) or '')
+    if delivered_at and now - delivered_at <= dedup_window_s then return 'deduplicated' end
+  end
+  if redis.call('HSETNX', items_key, message_id, element_json) == 0 then return 'coalesced' end
+  redis.call('ZADD', queue_key, now, message_id)
+  return 'added'
+end
+
+-- A flusher died holding the group's lease (begin.lua, begin_pack.lua): its items go back to
+-- the queue, in their order.
+local function recover(leased_key, queue_key, stats_key)
+  if redis.call('EXISTS', leased_key) == 1 then
+    redis.call('ZUNIONSTORE', queue_key, 2, queue_key, leased_key, 'AGGREGATE', 'MIN')
+    redis.call('DEL', leased_key)
+    redis.call('HINCRBY', stats_key, 'leases_expired', 1)
+  end
+end
+
+-- Move up to `batch_size` of the group's oldest items from its queue to its leased set
+-- (begin.lua, begin_pack.lua): their ids, and the ZPOPMIN answer (id, enqueued-at pairs).
+local function lease_items(queue_key, leased_key, batch_size)
+  local popped = redis.call('ZPOPMIN', queue_key, batch_size)
+  local ids = {}
+  for i = 1, #popped, 2 do
+    redis.call('ZADD', leased_key, popped[i + 1], popped[i])
+    ids[#ids + 1] = popped[i]
+  end
+  return ids, popped
+end

@@ -23,18 +23,13 @@ local grace_s = tonumber(ARGV[8])
 local dedup_window_s = tonumber(ARGV[9])
 
 local now = now_s()
-if dedup_window_s > 0 then
-  local delivered_at = tonumber(redis.call('ZSCORE', delivered_key, message_id) or '')
-  if delivered_at and now - delivered_at <= dedup_window_s then
-    redis.call('HINCRBY', stats_key, 'deduplicated', 1)
-    return cjson.encode({added = 2, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
-  end
+local outcome = add_item(items_key, queue_key, delivered_key, now, dedup_window_s, message_id,
+                         element_json)
+if outcome ~= 'added' then
+  redis.call('HINCRBY', stats_key, outcome, 1)
+  return cjson.encode({added = outcome == 'deduplicated' and 2 or 0,
+                       trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
 end
-if redis.call('HSETNX', items_key, message_id, element_json) == 0 then
-  redis.call('HINCRBY', stats_key, 'coalesced', 1)
-  return cjson.encode({added = 0, trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
-end
-redis.call('ZADD', queue_key, now, message_id)
 redis.call('SADD', groups_key, group_id)
 redis.call('HINCRBY', stats_key, 'ingested', 1)
 redis.call('HINCRBY', stats_key, 'pending', 1)

@@ -25,21 +25,13 @@ local dedup_window_s = tonumber(ARGV[8])
 
 local now = now_s()
 local before = redis.call('ZCARD', queue_key)
-local added, coalesced, deduplicated = 0, 0, 0
+local counts = {added = 0, coalesced = 0, deduplicated = 0}
 for _, item in ipairs(cjson.decode(items_json)) do
-  local delivered_at = nil
-  if dedup_window_s > 0 then
-    delivered_at = tonumber(redis.call('ZSCORE', delivered_key, item[1]) or '')
-  end
-  if delivered_at and now - delivered_at <= dedup_window_s then
-    deduplicated = deduplicated + 1
-  elseif redis.call('HSETNX', items_key, item[1], item[2]) == 0 then
-    coalesced = coalesced + 1
-  else
-    redis.call('ZADD', queue_key, now, item[1])
-    added = added + 1
-  end
+  local outcome = add_item(items_key, queue_key, delivered_key, now, dedup_window_s, item[1],
+                           item[2])
+  counts[outcome] = counts[outcome] + 1
 end
+local added, coalesced, deduplicated = counts.added, counts.coalesced, counts.deduplicated
 if coalesced > 0 then redis.call('HINCRBY', stats_key, 'coalesced', coalesced) end
 if deduplicated > 0 then redis.call('HINCRBY', stats_key, 'deduplicated', deduplicated) end
 local none = {send = 0, delay_ms = NO_FLUSH_MS}

@@ -24,3 +24,14 @@ local function drain_budget(key, now, rate, burst)
   redis.call('HSET', key, 'level', tostring(burst), 'ts', tostring(now))
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
 end
+
+-- A new slot of a portal's budget (begin.lua, begin_pack.lua), at the portal's stored rate and
+-- burst (`portal[4]`, `portal[5]` of its HMGET) or the defaults: take_slot's answer, a wait
+-- counted in the stats as a rate wait.
+local function new_slot(bucket_key, stats_key, portal, now, default_rate, default_burst, horizon)
+  local rate = tonumber(portal[4]) or default_rate
+  local burst = tonumber(portal[5]) or default_burst
+  local wait, reserved = take_slot(bucket_key, now, rate, burst, horizon)
+  if wait > 0 then redis.call('HINCRBY', stats_key, 'rate_waits', 1) end
+  return wait, reserved
+end
