@@ -27,7 +27,7 @@ from celery import Celery
 from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
 
-from worker.redaction import redact
+from worker.ops.redaction import redact
 
 CONFIRM = "delivery.confirm"
 CONFIRM_MANY = "delivery.confirm_many"

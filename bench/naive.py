@@ -30,7 +30,7 @@ METHOD = "imconnector.send.status.delivery"
 RETRY_SLEEPS_S = (2.0, 3.0)
 
 app = Celery("bench_naive", broker=REDIS_URL, set_as_current=False)
-# The same Celery choices as worker/celery_app.py, so only the work done per task differs.
+# The same Celery choices as worker/transport/celery_app.py, so only the work done per task differs.
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],

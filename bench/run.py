@@ -41,7 +41,7 @@ from bench.procs import Sim, celery_worker
 from devtools.procs import Procs, WaitTimeout, child_env
 from devtools.procs import wait_for as procs_wait_for
 from devtools.redis_local import LocalRedis
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 CLIENT_ID = "app.bench"
 CLIENT_SECRET = "bench-secret"

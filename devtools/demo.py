@@ -58,7 +58,7 @@ from devtools.procs import (
     worker_args,
 )
 from devtools.redis_local import LocalRedis, answers, free_port
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEMO_DB_URL = "redis://127.0.0.1:6379/15"

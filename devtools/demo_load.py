@@ -12,7 +12,7 @@ import redis
 import requests
 
 from b24producer import Producer
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 PORTALS = ("demoportal1", "demoportal2", "demoportal3")
 LINES = (1, 2)

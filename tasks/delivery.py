@@ -13,15 +13,17 @@ from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from worker import app, get_settings, many, triggers
+from worker import app, get_settings
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
-from worker.keys import Group
+from worker.flush.flow import flush as flush_group
+from worker.ingest import many
+from worker.ingest.validation import confirmation
 from worker.names import CONFIRM_MANY_TASK, CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
-from worker.pipeline import flush as flush_group
-from worker.records import validated
+from worker.ops.records import validated
 from worker.runtime import Runtime
-from worker.validation import confirmation
+from worker.store import triggers
+from worker.store.keys import Group
 
 log = structlog.stdlib.get_logger("tasks.delivery")
 

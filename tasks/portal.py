@@ -10,9 +10,9 @@ import structlog
 from tasks.delivery import requeued_if_redis_is_unreachable, runtime
 from worker import app
 from worker.errors import InvalidInput
+from worker.ingest.validation import registration
 from worker.names import REGISTER_TASK
-from worker.records import validated
-from worker.validation import registration
+from worker.ops.records import validated
 
 log = structlog.stdlib.get_logger("tasks.portal")
 

@@ -28,7 +28,7 @@ from b24producer import Producer
 from b24sim import Simulator
 from devtools.procs import ROOT, child_env, start_logged, wait_for, worker_args
 from devtools.redis_sentinel import SentinelCluster, server_binary
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 CLIENT_ID = "app.b24d.test"
 CLIENT_SECRET = "client-secret-for-tests-7f3a"

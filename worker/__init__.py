@@ -2,7 +2,7 @@
 
 `celery -A worker ...` finds the app here as `worker.app`. It is built on first access
 (PEP 562) from `get_settings()`, the settings read from the environment then: importing a module
-of this package (`worker.policy`, `worker.records`, ...) neither reads the environment nor
+of this package (`worker.flush.policy`, `worker.ops.records`, ...) neither reads the environment nor
 builds the app. (`worker.settings` is the module; the process's settings are `get_settings()`.)
 """
 
@@ -39,7 +39,7 @@ def get_settings() -> Settings:
 def __getattr__(name: str) -> Any:
     if name == "app":
         if "app" not in _built:
-            from worker.celery_app import create_app
+            from worker.transport.celery_app import create_app
 
             _built["app"] = create_app(get_settings())
         return _built["app"]

@@ -5,13 +5,13 @@
     ├── InvalidInput           a task's payload breaks a rule (names the field and the rule)
     └── PortalError            a call to Bitrix24 did not succeed; `.outcome` is its policy row
 
-The code branches on `PortalError.outcome` (worker/policy.py's table), never on a subclass.
+The code branches on `PortalError.outcome` (worker/flush/policy.py's table), never on a subclass.
 Messages never carry tokens or the client secret: they are built from codes and descriptions.
 """
 
 from __future__ import annotations
 
-from worker.policy import Outcome
+from worker.flush.policy import Outcome
 
 
 class DeliveryError(Exception):

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker import sentinel, triggers
-from worker.broker_conf import countdown_s
-from worker.buffer import Buffer
-from worker.keys import Group
 from worker.perprocess import per_process
-from worker.portals import PortalStore
+from worker.portals.registry import PortalStore
 from worker.settings import Settings
-from worker.triggers import SendTask, Trigger
+from worker.store import triggers
+from worker.store.buffer import Buffer
+from worker.store.keys import Group
+from worker.store.triggers import SendTask, Trigger
+from worker.transport import sentinel
+from worker.transport.config import countdown_s
 
 
 def connect(settings: Settings, *, timeout_s: float = 30) -> Redis:

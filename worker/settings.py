@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from worker.errors import SettingsError
-from worker.netpolicy import NETWORKS, canonical, check_url, is_loopback_host, parse_networks
+from worker.net.addresses import NETWORKS, canonical, check_url, is_loopback_host, parse_networks
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ def check_endpoint(url: str) -> str | None:
     """Why `url` may not receive a token whatever the allowed networks, or None: an absolute
     http(s) URL without credentials, https (http only on a loopback host), and not an IP literal
     that never receives tokens. The allowed networks are applied by the callers that know them
-    (`worker.netpolicy.check_url`) and on every connection (`worker.netguard`)."""
+    (`worker.net.addresses.check_url`) and on every connection (`worker.net.guard`)."""
     return check_url(url, frozenset(NETWORKS))
 
 
@@ -49,7 +49,7 @@ class Settings:
     #: the only hosts (or host:port) a token endpoint named by a portal may have
     oauth_hosts: str = "oauth.bitrix.info,oauth.bitrix24.tech"
     #: networks a portal's endpoints may resolve to, checked on every connection
-    #: (worker/netguard.py); `loopback` also allows http:// on loopback hosts
+    #: (worker/net/guard.py); `loopback` also allows http:// on loopback hosts
     allowed_endpoint_networks: str = "public"
     key_prefix: str = "b24d"
     #: items per imconnector.send.status.delivery call (no documented maximum: stay conservative)
@@ -297,7 +297,7 @@ def _fernet_keys(raw: str) -> str:
 
 def _redis_url(raw: str) -> str:
     if raw.startswith("sentinel://"):
-        from worker.sentinel import parse  # raises ValueError for a malformed list
+        from worker.transport.sentinel import parse  # raises ValueError for a malformed list
 
         parse(raw)
     elif urlsplit(raw).scheme not in ("redis", "rediss", "unix"):

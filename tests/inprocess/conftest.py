@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from b24sim import PortalConfig, Simulator
-from worker.keys import Group
+from worker.ingest.validation import registration
 from worker.runtime import Runtime
 from worker.settings import Settings
-from worker.validation import registration
+from worker.store.keys import Group
 
 GROUP = Group("p1", "myconnector", 107)
 

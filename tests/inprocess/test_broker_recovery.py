@@ -12,9 +12,9 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from worker.broker import Channel
-from worker.broker_recovery import ALIVE_PREFIX, FETCH, HOLDERS_KEY, restore_orphans
-from worker.celery_app import use_patched_redis_transport
+from worker.transport.celery_app import use_patched_redis_transport
+from worker.transport.recovery import ALIVE_PREFIX, FETCH, HOLDERS_KEY, restore_orphans
+from worker.transport.redis_channel import Channel
 
 
 @pytest.fixture

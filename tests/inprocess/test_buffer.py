@@ -10,10 +10,10 @@ import redis
 from b24sim import Simulator
 from tests.harness import stats, wait_for
 from tests.inprocess.conftest import GROUP, SentTasks, element, fill, register
-from worker.keys import Group, Keys
+from worker.flush.policy import Action
 from worker.names import FLUSH_QUEUE, FLUSH_TASK
-from worker.policy import Action
 from worker.runtime import Runtime
+from worker.store.keys import Group, Keys
 
 KEYS = Keys()
 

@@ -12,11 +12,11 @@ import redis
 
 from tests.harness import stats
 from tests.inprocess.conftest import SentTasks, element
-from worker import many
 from worker.errors import InvalidInput
-from worker.keys import Group, Keys
+from worker.ingest import many
 from worker.names import FLUSH_TASK
 from worker.runtime import Runtime
+from worker.store.keys import Group, Keys
 
 KEYS = Keys()
 

@@ -12,12 +12,12 @@ from structlog.testing import capture_logs
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import dead_letters, portal_hash, stats, wait_for
 from tests.inprocess.conftest import GROUP, SentTasks, element, fill, register
-from worker import records
-from worker.keys import Group, Keys
+from worker.flush.flow import flush
+from worker.ingest.validation import registration
 from worker.names import FLUSH_TASK
-from worker.pipeline import flush
+from worker.ops import records
 from worker.runtime import Runtime
-from worker.validation import registration
+from worker.store.keys import Group, Keys
 
 KEYS = Keys()
 

@@ -13,9 +13,9 @@ import redis
 from b24sim import Fault, Simulator
 from tests.harness import stats, wait_for
 from tests.inprocess.conftest import GROUP, fill, register
-from worker.keys import Keys
-from worker.pipeline import flush
+from worker.flush.flow import flush
 from worker.runtime import Runtime
+from worker.store.keys import Keys
 
 KEYS = Keys()
 

@@ -11,11 +11,11 @@ from prometheus_client import CollectorRegistry
 from b24sim import PortalConfig, Simulator
 from devtools.redis_local import LocalRedis
 from tests.inprocess.conftest import GROUP, element, fill, register
-from worker.keys import Group, Keys
-from worker.metrics import StatsCollector
-from worker.observe import Limits
-from worker.pipeline import flush
+from worker.flush.flow import flush
+from worker.ops.exporter import StatsCollector
+from worker.ops.gauges import Limits
 from worker.runtime import Runtime
+from worker.store.keys import Group, Keys
 
 
 def scrape(client: redis.Redis, limits: Limits) -> CollectorRegistry:

@@ -19,12 +19,12 @@ import redis
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import dead_letters, stats, wait_for
 from tests.inprocess.conftest import SentTasks, element
-from worker.keys import Group, Keys
+from worker.flush.flow import flush
+from worker.flush.packed import packing_on
+from worker.ingest.validation import registration
 from worker.names import FLUSH_TASK
-from worker.packflush import packing_on
-from worker.pipeline import flush
 from worker.runtime import Runtime
-from worker.validation import registration
+from worker.store.keys import Group, Keys
 
 KEYS = Keys()
 PORTAL = "p1"

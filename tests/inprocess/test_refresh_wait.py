@@ -13,10 +13,10 @@ import redis
 from b24sim import Fault, Simulator
 from tests.harness import portal_hash, stats, wait_for
 from tests.inprocess.conftest import GROUP, SentTasks, fill, register
-from worker.keys import Group, Keys
+from worker.flush.flow import flush
 from worker.names import FLUSH_TASK
-from worker.pipeline import flush
 from worker.runtime import Runtime
+from worker.store.keys import Group, Keys
 
 KEYS = Keys()
 OTHER = Group("p1", "myconnector", 108)

@@ -14,9 +14,9 @@ import pytest
 from devtools.redis_sentinel import SentinelCluster
 from tests.harness import sentinel_cluster
 from tests.inprocess.conftest import GROUP, SentTasks, element
-from worker.keys import Keys
 from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.store.keys import Keys
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import redis
 from b24producer import Producer
 from b24sim import PortalConfig, Simulator
 from tests.harness import ROOT, Fleet, delivered_ids, producer, wait_for
-from worker.keys import Keys
-from worker.parking import list_parked
+from worker.ops.parking import list_parked
+from worker.store.keys import Keys
 
 
 def start(

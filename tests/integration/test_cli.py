@@ -65,7 +65,7 @@ def test_every_subcommand_has_help(command: str) -> None:
 
 
 def test_python_m_worker_metrics_still_runs() -> None:
-    done = run_python("-m", "worker.metrics", "--help")
+    done = run_python("-m", "worker.ops.exporter", "--help")
     assert done.returncode == 0 and "--port" in done.stdout
 
 

@@ -1,7 +1,7 @@
 """Tokens go only to allowed networks, checked on the address a connection is actually made to.
 
 Real sockets on this machine's loopback range only: names are pointed at 127.0.0.x through the
-resolver hook (`worker.netguard.set_resolver`), and the one address a bug would reach when a
+resolver hook (`worker.net.guard.set_resolver`), and the one address a bug would reach when a
 refusal fails is a listener of ours on 127.0.0.2, which counts what arrives. "Disallowed" is
 `loopback` left out of the allowed networks, or an address that is never allowed (0.0.0.0).
 """
@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from b24sim import PortalConfig, Simulator
-from worker import netguard
-from worker.bitrix import Timeouts, send_status_delivery
 from worker.errors import PortalError
-from worker.netguard import EndpointRefused, Policy
-from worker.policy import Outcome
+from worker.flush.call import Timeouts, send_status_delivery
+from worker.flush.policy import Outcome
+from worker.net import guard as netguard
+from worker.net.guard import EndpointRefused, Policy
 
 PUBLIC = Policy(frozenset({"public"}))
 DEV = Policy(frozenset({"public", "loopback"}))

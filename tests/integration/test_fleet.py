@@ -9,7 +9,7 @@ import redis
 
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import Fleet, confirmation, delivered_ids, producer, stats, wait_for
-from worker.keys import Group, Keys
+from worker.store.keys import Group, Keys
 
 
 def test_four_workers_drain_a_backlog_at_the_documented_rate_without_503(

@@ -1,4 +1,4 @@
-"""The fleet-wide leaky bucket (worker/lua/limiter.lua) on a real Redis, on its own."""
+"""The fleet-wide leaky bucket (worker/store/lua/limiter.lua) on a real Redis, on its own."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from worker.scripts import Bound, spec_from_file
+from worker.store.scripts import Bound, spec_from_file
 
 TAKE_SLOT = Path(__file__).resolve().parent.parent / "lua" / "take_slot.lua"
 

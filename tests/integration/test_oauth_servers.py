@@ -29,11 +29,11 @@ from tests.integration.platform_util import (
     start,
 )
 from worker.errors import PortalError
-from worker.keys import Keys
-from worker.policy import Outcome
-from worker.portals import PortalStore, Refresh
+from worker.flush.policy import Outcome
+from worker.ingest.validation import registration
+from worker.portals.registry import PortalStore, Refresh
 from worker.settings import Settings
-from worker.validation import registration
+from worker.store.keys import Keys
 
 #: no operator override: each portal's own server_endpoint decides
 PER_PORTAL = {"BITRIX24_OAUTH_URL": ""}

@@ -17,8 +17,8 @@ from tests.harness import (
     stats,
     wait_for,
 )
-from worker.keys import Keys
-from worker.metrics import StatsCollector
+from worker.ops.exporter import StatsCollector
+from worker.store.keys import Keys
 
 
 def cli(redis_url: str, *args: str) -> list[dict[str, object]]:

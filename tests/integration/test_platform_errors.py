@@ -29,8 +29,8 @@ from tests.integration.platform_util import (
     start,
 )
 from tests.integration.test_cli import lines, run
-from worker.keys import Keys
-from worker.parking import unpark
+from worker.ops.parking import unpark
+from worker.store.keys import Keys
 
 METHOD = "imconnector.send.status.delivery"
 

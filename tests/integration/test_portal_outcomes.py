@@ -9,7 +9,7 @@ import redis
 from b24producer import Producer
 from b24sim import PortalConfig, Simulator
 from tests.harness import Fleet, confirmation, producer, stats, wait_for
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 
 def _start(

@@ -33,7 +33,7 @@ from tests.harness import (
     sentinel_cluster,
     wait_for,
 )
-from worker.broker_recovery import ALIVE_PREFIX
+from worker.transport.recovery import ALIVE_PREFIX
 
 TOTAL = 300
 STALL_S = 0.7
@@ -106,8 +106,9 @@ def test_failover_to_the_replica_keeps_what_was_acknowledged(
         load.thread.start()
         wait_for(lambda: len(load.returned) >= TOTAL // 3, 30, what="a third enqueued")
         _, healthy_runtimes = _acknowledged(fleet, load)
-        # the sentinel transport consumes with the reliable fetch (worker/broker.py), not
-        # kombu's BRPOP: each consumer keeps a heartbeat key on the master
+        # the sentinel transport consumes with the reliable fetch
+        # (worker/transport/redis_channel.py), not kombu's BRPOP: each consumer keeps a
+        # heartbeat key on the master
         wait_for(
             lambda: any(primary.client().scan_iter(f"{ALIVE_PREFIX}*", 100)),
             10,
@@ -197,7 +198,7 @@ def test_a_sentinel_url_needs_the_master_name() -> None:
     assert Settings.from_env({"REDIS_URL": url, "REDIS_SENTINEL_MASTER": "m"}).redis_url == url
     with pytest.raises(SettingsError, match="REDIS_URL"):
         Settings.from_env({"REDIS_URL": "sentinel://a:1/0;sentinel://b:2/3"})
-    from worker.sentinel import connect
+    from worker.transport.sentinel import connect
 
     client = connect("sentinel://127.0.0.1:9/0", "m", timeout_s=0.5)
     with pytest.raises(redis.ConnectionError):  # nothing listens: no master to be found

@@ -14,8 +14,8 @@ from celery import Celery  # noqa: E402
 from sentry_sdk.envelope import Envelope  # noqa: E402
 from sentry_sdk.transport import Transport  # noqa: E402
 
-from worker import tracking  # noqa: E402
 from worker.errors import SettingsError  # noqa: E402
+from worker.ops import sentry as tracking  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
 ACCESS = "at-7d1f0c2e9b8a4f6e"

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from b24sim import PortalConfig, Simulator
 from tests.harness import Fleet, confirmation, producer, rejected_records, stats, wait_for
 from tests.reliability.util import SCALE, alive, rss_mb, spawn, wait_ready
-from worker import validation
 from worker.errors import InvalidInput
+from worker.ingest import validation
 
 CONFIRM_PATHS = [
     ("portal",),

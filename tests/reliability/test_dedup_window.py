@@ -16,7 +16,7 @@ import redis
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import Fleet, confirmation, producer, stats, wait_for
 from tests.reliability.util import SCALE
-from worker.keys import Group, Keys
+from worker.store.keys import Group, Keys
 
 PORTAL = "dedup"
 REPEATS = 200

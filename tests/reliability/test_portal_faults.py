@@ -13,7 +13,7 @@ import redis
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import Fleet, confirmation, portal_hash, producer, stats, wait_for
 from tests.reliability.util import SCALE, describe, spawn, wait_ready
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 FLAKY = ("flaky-a", "flaky-b")
 PER_FLAKY = 400 * SCALE

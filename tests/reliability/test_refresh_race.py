@@ -21,10 +21,10 @@ from tests.harness import (
 )
 from tests.reliability.util import spawn, wait_ready
 from worker.errors import SettingsError
-from worker.keys import Keys
-from worker.portals import PortalStore, Refresh
+from worker.ingest.validation import registration
+from worker.portals.registry import PortalStore, Refresh
 from worker.settings import Settings
-from worker.validation import registration
+from worker.store.keys import Keys
 
 WORKERS = 8
 LINES = 16

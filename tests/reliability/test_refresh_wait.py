@@ -26,7 +26,7 @@ from tests.harness import (
     wait_for,
 )
 from tests.reliability.util import describe, spawn, wait_ready
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 WORKERS = 4
 LINES = 8

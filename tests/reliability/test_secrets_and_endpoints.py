@@ -22,7 +22,7 @@ from tests.harness import (
     wait_for,
 )
 from tests.reliability.util import spawn, wait_ready
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 
 class _Events:

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from b24sim import PortalConfig, Simulator
 from tests.harness import ROOT, Fleet, confirmation, delivered_ids, producer, stats, wait_for
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 K1, K2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 

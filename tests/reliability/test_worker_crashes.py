@@ -16,7 +16,7 @@ import redis
 from b24sim import PortalConfig, Simulator
 from tests.harness import Fleet, WorkerProcess, confirmation, producer, stats, wait_for
 from tests.reliability.util import SCALE, alive, pending_items, spawn, wait_ready
-from worker.keys import Keys
+from worker.store.keys import Keys
 
 PORTALS = ("crash-a", "crash-b", "crash-c")
 # The issue asks for 10,000 confirmations; 2,000 keeps `make test` at a few minutes on two

@@ -8,8 +8,8 @@ import ssl
 import pytest
 import redis
 
-from worker.broker import Channel, Transport, broker_tls
-from worker.broker import QoS as PatchedQoS
+from worker.transport.redis_channel import Channel, Transport, broker_tls
+from worker.transport.redis_channel import QoS as PatchedQoS
 
 
 def test_the_app_uses_the_patched_transport_for_redis_urls() -> None:
@@ -38,8 +38,8 @@ def test_restoring_unacked_messages_without_a_connection_is_skipped() -> None:
 
 
 def test_broker_conf_per_broker() -> None:
-    from worker.broker_conf import broker_amqp_conf, broker_redis_conf, countdown_s
     from worker.settings import Settings
+    from worker.transport.config import broker_amqp_conf, broker_redis_conf, countdown_s
 
     redis_settings = Settings()
     amqp_settings = Settings(broker_url="amqp://guest:guest@127.0.0.1:5672//")
@@ -59,8 +59,8 @@ def test_a_rediss_broker_verifies_the_server_certificate() -> None:
     """kombu alone would connect to a rediss:// broker with CERT_NONE."""
     assert broker_tls("redis://:pw@127.0.0.1:6379/0") is None
     assert broker_tls("rediss://:pw@redis.internal:6380/0") == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    from worker.celery_app import create_app
     from worker.settings import Settings
+    from worker.transport.celery_app import create_app
 
     app = create_app(Settings(redis_url="rediss://:pw@127.0.0.1:1/0"))
     with app.connection_for_write() as connection:  # no network: the options only

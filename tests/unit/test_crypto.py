@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from worker.crypto import KeyMissing, TokenCipher
 from worker.errors import SettingsError
+from worker.portals.crypto import KeyMissing, TokenCipher
 from worker.settings import Settings
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()

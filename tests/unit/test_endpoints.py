@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.endpoints import (
+from worker.net.endpoints import (
     DEFAULT_OAUTH_URL,
     Adopted,
     adopt,

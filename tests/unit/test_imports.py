@@ -14,9 +14,13 @@ PROBE = textwrap.dedent(
     import sys
     from kombu.transport import TRANSPORT_ALIASES
     before = dict(TRANSPORT_ALIASES)
-    import worker.policy, worker.records, worker.settings, worker.buffer, worker.pipeline
+    import worker.flush.flow
+    import worker.flush.policy
+    import worker.ops.records
+    import worker.settings
+    import worker.store.buffer
     assert dict(TRANSPORT_ALIASES) == before, "kombu's transport aliases were patched"
-    assert "worker.celery_app" not in sys.modules, "the Celery app module was imported"
+    assert "worker.transport.celery_app" not in sys.modules, "the Celery app module was imported"
     assert "celery" not in sys.modules, "celery was imported"
     print("clean")
     """
@@ -44,7 +48,7 @@ def test_the_package_exposes_the_celery_app_as_worker_app() -> None:
         import worker
         found = find_app("worker")
         assert isinstance(found, Celery) and found is worker.app, found
-        assert TRANSPORT_ALIASES["redis"] == "worker.broker:Transport"
+        assert TRANSPORT_ALIASES["redis"] == "worker.transport.redis_channel:Transport"
         print(found.main)
         """
     )
@@ -66,7 +70,7 @@ def test_the_app_gets_the_patched_transport_even_after_an_earlier_connection() -
         from kombu import Connection
         Connection("redis://127.0.0.1:1/0").transport  # a producer's, before the app exists
         import worker
-        from worker.broker import Transport
+        from worker.transport.redis_channel import Transport
         with worker.app.connection_for_write() as connection:
             assert isinstance(connection.transport, Transport), type(connection.transport)
         """

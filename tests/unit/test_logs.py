@@ -8,7 +8,7 @@ import logging
 
 import structlog
 
-from worker.logs import configure_logging, redact
+from worker.ops.logs import configure_logging, redact
 
 
 def test_redact_masks_keys_at_any_depth_and_inside_text() -> None:

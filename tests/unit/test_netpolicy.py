@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from worker.netpolicy import check_url, classify, parse_networks
+from worker.net.addresses import check_url, classify, parse_networks
 
 ALL = frozenset({"public", "private", "loopback"})
 DEV = frozenset({"public", "loopback"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.ownership import renewed_kwargs, send_renewed, send_token_request
+from worker.portals.ownership import renewed_kwargs, send_renewed, send_token_request
 from worker.settings import Settings
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote_plus
 
 from b24sim.validate import parse_php_pairs
-from worker.packing import NOT_PACKABLE, command, php_query
+from worker.flush.batch import NOT_PACKABLE, command, php_query
 
 
 def test_php_manual_examples() -> None:

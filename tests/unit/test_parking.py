@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.parking import portal_parking
-from worker.scripts import PARKED
+from worker.ops.parking import portal_parking
+from worker.store.scripts import PARKED
 
 
 def test_a_parking_until_register_or_unpark() -> None:

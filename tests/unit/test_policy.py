@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.policy import (
+from worker.flush.policy import (
     OAUTH_CODES,
     OWN_CODES,
     REST_CODES,

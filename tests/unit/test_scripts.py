@@ -8,10 +8,10 @@ from importlib import resources
 
 import pytest
 
-from worker.policy import Action
-from worker.scripts import HISTOGRAM_BOUNDS, PARKED, prelude, spec
+from worker.flush.policy import Action
+from worker.store.scripts import HISTOGRAM_BOUNDS, PARKED, prelude, spec
 
-LUA = resources.files("worker") / "lua"
+LUA = resources.files("worker.store") / "lua"
 SCRIPTS = sorted(
     p.name.removesuffix(".lua")
     for p in LUA.iterdir()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.sentinel import SentinelAddress, parse, transport_options
+from worker.transport.sentinel import SentinelAddress, parse, transport_options
 
 
 def test_kombus_form_is_parsed_as_kombu_reads_it() -> None:
@@ -41,8 +41,8 @@ def test_the_broker_gets_the_master_name_only_for_sentinel_urls() -> None:
 def test_the_sentinel_channel_carries_the_reconnect_patch() -> None:
     from kombu.transport import redis as kombu_redis
 
-    from worker.broker import QoS
-    from worker.sentinel_transport import SentinelChannel, SentinelTransport
+    from worker.transport.redis_channel import QoS
+    from worker.transport.sentinel_channel import SentinelChannel, SentinelTransport
 
     assert SentinelTransport.Channel is SentinelChannel
     assert issubclass(SentinelChannel, kombu_redis.SentinelChannel)
@@ -57,7 +57,7 @@ def test_the_sentinel_channel_carries_the_reconnect_patch() -> None:
 def test_the_app_maps_sentinel_urls_to_the_patched_transport() -> None:
     from kombu.transport import TRANSPORT_ALIASES
 
-    from worker.celery_app import use_patched_redis_transport
+    from worker.transport.celery_app import use_patched_redis_transport
 
     use_patched_redis_transport()
-    assert TRANSPORT_ALIASES["sentinel"] == "worker.sentinel_transport:SentinelTransport"
+    assert TRANSPORT_ALIASES["sentinel"] == "worker.transport.sentinel_channel:SentinelTransport"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import confirmation as payload
 from worker.errors import InvalidInput
-from worker.validation import confirmation, registration
+from worker.ingest.validation import confirmation, registration
 
 
 def test_a_valid_confirmation_is_normalised() -> None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import redis
 
-    from worker.keys import Keys
     from worker.settings import Settings
+    from worker.store.keys import Keys
 
 #: the exit status of a user's mistake (argparse uses it for bad arguments too)
 USAGE_ERROR = 2
@@ -44,7 +44,7 @@ def settings() -> Settings:
 
 def connect(s: Settings) -> redis.Redis:
     """A Redis client that fails fast (a clear error, not a hang) when Redis is down."""
-    from worker.sentinel import connect as connect_state
+    from worker.transport.sentinel import connect as connect_state
 
     client = connect_state(s.redis_url, s.redis_sentinel_master, timeout_s=10)
     client.ping()
@@ -52,7 +52,7 @@ def connect(s: Settings) -> redis.Redis:
 
 
 def keys(s: Settings) -> Keys:
-    from worker.keys import Keys
+    from worker.store.keys import Keys
 
     return Keys(s.key_prefix)
 

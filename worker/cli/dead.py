@@ -28,8 +28,9 @@ def register(sub: Subparsers) -> None:
 
 def _dead(args: argparse.Namespace) -> int:
     from b24producer import Producer
-    from worker import records, runtime
+    from worker import runtime
     from worker.cli.common import broker_url, connect
+    from worker.ops import records
 
     s = settings()
     connect(s).close()  # a clear "cannot reach Redis" before anything else

@@ -48,7 +48,7 @@ def register(sub: Subparsers) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     from worker import app
-    from worker.health import check_worker, node_name
+    from worker.ops.health import check_worker, node_name
 
     verdict = check_worker(app, node_name(args.node), args.timeout_s)
     print(verdict.line)
@@ -57,8 +57,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _beat(args: argparse.Namespace) -> int:
     from worker.cli.common import settings
-    from worker.health import check_beat
-    from worker.sentinel import connect
+    from worker.ops.health import check_beat
+    from worker.transport.sentinel import connect
 
     s = settings()
     client = connect(s.redis_url, s.redis_sentinel_master, timeout_s=5)

@@ -62,7 +62,7 @@ def _positive(raw: str) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from worker.keys import text
+    from worker.store.keys import text
 
     s = settings()
     client, k = connect(s), keys(s)
@@ -75,7 +75,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _portals(args: argparse.Namespace) -> int:
-    from worker.keys import text
+    from worker.store.keys import text
 
     s = settings()
     client, k = connect(s), keys(s)

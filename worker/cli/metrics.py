@@ -1,4 +1,4 @@
-"""`metrics`: the fleet-wide Prometheus exporter (the same as `python -m worker.metrics`)."""
+"""`metrics`: the fleet-wide Prometheus exporter (the same as `python -m worker.ops.exporter`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(sub: Subparsers) -> None:
         description="Serve /metrics (the fleet's counters and histograms, read from Redis).",
     )
     try:
-        from worker.metrics import add_arguments
+        from worker.ops.exporter import add_arguments
     except ModuleNotFoundError:  # the producer install: running it says which extra it needs
         exporter.set_defaults(unparsed_ok=True)
     else:
@@ -23,6 +23,6 @@ def register(sub: Subparsers) -> None:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from worker.metrics import serve
+    from worker.ops.exporter import serve
 
     return serve(args)

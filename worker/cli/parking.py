@@ -1,5 +1,5 @@
 """`parked` and `unpark`: portals, and connectors of portals, the fleet stopped calling, and
-letting them go again (worker/parking.py keeps the records and does the work).
+letting them go again (worker/ops/parking.py keeps the records and does the work).
 
 A portal is parked when its hash holds `blocked_until` and a `block_reason` that is not the
 rate budget's own backoff: OVERLOAD_LIMIT, PORTAL_DELETED, access the app lost, a condition of
@@ -61,8 +61,8 @@ def _line(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parked(args: argparse.Namespace) -> int:
-    from worker.keys import text
-    from worker.parking import list_parked
+    from worker.ops.parking import list_parked
+    from worker.store.keys import text
 
     s = settings()
     for record in list_parked(connect(s), keys(s)):
@@ -77,7 +77,7 @@ def _parked(args: argparse.Namespace) -> int:
 
 
 def _unpark(args: argparse.Namespace) -> int:
-    from worker.parking import list_parked, unpark
+    from worker.ops.parking import list_parked, unpark
 
     s = settings()
     client, k = connect(s), keys(s)

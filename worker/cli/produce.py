@@ -79,7 +79,7 @@ def confirmation_from_flags(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _enqueue(args: argparse.Namespace) -> int:
     from b24producer import CONFIRM
-    from worker.validation import confirmation
+    from worker.ingest.validation import confirmation
 
     payload = confirmation_from_flags(args)
     if payload is None:
@@ -91,7 +91,7 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace) -> int:
     from b24producer import REGISTER
-    from worker.validation import registration
+    from worker.ingest.validation import registration
 
     payload = read_json_object("register")
     registration(payload, settings().endpoint_networks)  # the endpoint rules the worker applies

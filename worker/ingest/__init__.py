@@ -1,0 +1,1 @@
+"""What enters through the public tasks: payload validation and confirm_many."""

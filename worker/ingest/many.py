@@ -1,0 +1,114 @@
+"""`delivery.confirm_many`: many confirmations in one message, each judged on its own.
+
+The envelope is checked first (an object with one field, `confirmations`, an array of at most
+DELIVERY_CONFIRM_MANY_MAX elements): breaking that rejects the message whole. Then each element is
+validated as `delivery.confirm` validates its payload; a bad one is rejected under its index
+(`confirmations[3].line`) and the others go on. The valid ones are ingested with one script call
+per group (`lua/ingest_many.lua`), in arrival order, all in one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.errors import InvalidInput
+from worker.ingest.validation import Confirmation, confirmation
+from worker.names import CONFIRM_MANY_TASK
+from worker.ops.records import reject
+from worker.perprocess import per_process
+from worker.runtime import Runtime
+from worker.store.keys import Group
+from worker.store.scripts import Bound, script
+from worker.store.triggers import Trigger, new_task_id
+
+FIELD = "confirmations"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The valid confirmations, and each bad element with its index and why."""
+
+    valid: list[Confirmation] = field(default_factory=list)
+    invalid: list[tuple[int, InvalidInput, Any]] = field(default_factory=list)
+
+
+def judge(payload: dict[str, Any], limit: int) -> Judged:
+    """Check the envelope (raises InvalidInput for the whole message), then each element."""
+    extra = sorted(str(k)[:40] for k in payload if k != FIELD)
+    if extra:
+        raise InvalidInput(extra[0], f"is not a known field (expected {FIELD})")
+    if FIELD not in payload:
+        raise InvalidInput(FIELD, "is required")
+    items = payload[FIELD]
+    if not isinstance(items, list):
+        raise InvalidInput(FIELD, f"must be an array of at most {limit} confirmations")
+    if len(items) > limit:
+        raise InvalidInput(
+            FIELD,
+            f"must hold at most {limit} confirmations (DELIVERY_CONFIRM_MANY_MAX); "
+            f"got {len(items)}",
+        )
+    judged = Judged()
+    for index, item in enumerate(items):
+        where = f"{FIELD}[{index}]"
+        try:
+            if not isinstance(item, dict):
+                raise InvalidInput(where, "must be an object")
+            judged.valid.append(confirmation(item))
+        except InvalidInput as exc:
+            named = exc if exc.field == where else InvalidInput(f"{where}.{exc.field}", exc.rule)
+            judged.invalid.append((index, named, item))
+    return judged
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What a message's ingest did, and whether the replicas asked for acknowledged it."""
+
+    counts: dict[str, int]
+    replicated: bool
+
+
+def _script(rt: Runtime) -> Bound:
+    return per_process(("ingest_many", id(rt.redis)), lambda: script(rt.redis, "ingest_many"))
+
+
+def ingest(rt: Runtime, judged: Judged, *, record_rejected: bool = True) -> Ingested:
+    """Record the bad elements for the operator; ingest the good ones, one script call per
+    group, all in one round trip (then WAIT for DELIVERY_REPLICA_ACKS replicas, when set)."""
+    if record_rejected:
+        for _, error, item in judged.invalid:
+            reject(rt, CONFIRM_MANY_TASK, error, item)
+    groups: dict[Group, list[Confirmation]] = {}
+    for item in judged.valid:
+        groups.setdefault(item.group, []).append(item)
+    b, s = rt.buffer, rt.settings
+    calls, task_ids = [], []
+    for group, items in groups.items():
+        task_ids.append(new_task_id())
+        pairs = [[c.message_id, json.dumps(c.element, separators=(",", ":"))] for c in items]
+        args = {
+            "group_id": group.id,
+            "items_json": json.dumps(pairs, separators=(",", ":")),
+            "batch_size": s.batch_size,
+            "window_s": s.flush_window_s,
+            "task_id": task_ids[-1],
+            "max_countdown_s": s.max_countdown_s,
+            "grace_s": b.grace_s,
+            "dedup_window_s": s.dedup_window_s,
+        }
+        calls.append((b.keys.group_keys(group), args))
+    replies, acked = _script(rt).many_then_wait(calls, s.replica_acks, s.replica_timeout_ms)
+    counts = {"added": 0, "coalesced": 0, "deduplicated": 0}
+    for group, task_id, reply in zip(groups, task_ids, replies, strict=True):
+        got = reply["trigger"]
+        rt.send_flush(group, Trigger.from_script(task_id, got["send"], got["delay_ms"]))
+        for name in counts:
+            counts[name] += int(reply[name])
+    replicated = not s.replica_acks or acked >= s.replica_acks
+    if not replicated:
+        rt.count("replica_wait_timeouts")
+    counts["rejected"] = len(judged.invalid)
+    return Ingested(counts, replicated)

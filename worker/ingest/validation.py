@@ -1,0 +1,223 @@
+"""Validate task payloads. Every rejection names the field and the rule (`InvalidInput`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import InvalidInput
+from worker.net.addresses import NETWORKS, check_url
+from worker.store.keys import Group
+
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_CODE_RULE = "must be 1 to 64 characters of letters, digits, '_', '-' or '.'"
+MAX_ID = 2**63 - 1
+MAX_TEXT = 256
+MAX_MESSAGE_IDS = 100
+CONFIRM_FIELDS = frozenset({"portal", "connector", "line", "im", "message", "chat"})
+REGISTER_FIELDS = frozenset(
+    {
+        "member_id",
+        "domain",
+        "client_endpoint",
+        "access_token",
+        "refresh_token",
+        "expires_in",
+        "expires",
+        "server_endpoint",
+        "scope",
+        "status",
+        "user_id",
+        "application_token",
+        "rate_per_s",
+        "rate_burst",
+        "token_owner",
+        "packing",
+    }
+)
+TOKEN_OWNERS = ("worker", "producer")
+PACKING_MODES = ("off", "batch")
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    group: Group
+    message_id: str  # im.message_id: the coalescing key
+    element: dict[str, Any]  # one MESSAGES element: {im, message?, chat?}
+
+
+@dataclass(frozen=True)
+class Registration:
+    member_id: str
+    domain: str
+    client_endpoint: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    rate_per_s: float | None = None
+    rate_burst: int | None = None
+    #: the OAuth server that issued the tokens (its host is checked against the allowlist)
+    server_endpoint: str | None = None
+    #: who refreshes: "worker" (announces each new pair) or "producer" (asked for new tokens)
+    token_owner: str = "worker"  # noqa: S105 (a mode, not a secret)
+    #: "batch" or "off" for this portal; None: follow DELIVERY_PACKING
+    packing: str | None = None
+
+
+def _code(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        raise InvalidInput(field, _CODE_RULE)
+    return value
+
+
+def _positive_int(value: Any, field: str) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise InvalidInput(field, "must be a positive integer")
+    return value
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(field, "must be an object")
+    return value
+
+
+def _text(value: Any, field: str, limit: int = MAX_TEXT) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise InvalidInput(field, f"must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _key_name(key: Any) -> str:
+    """A key as a field name: plain when it looks like one, quoted (and cut) otherwise."""
+    text = str(key)
+    return text if _CODE.fullmatch(text) else repr(text[:40])
+
+
+def _unknown(payload: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    extra = sorted(_key_name(k) for k in payload if k not in allowed)
+    if extra:
+        raise InvalidInput(
+            extra[0] if not where else f"{where}.{extra[0]}",
+            f"is not a known field (expected {', '.join(sorted(allowed))})",
+        )
+
+
+def _message(value: Any) -> dict[str, Any]:
+    message = _object(value, "message")
+    _unknown(message, frozenset({"id", "date"}), "message")
+    out: dict[str, Any] = {}
+    if "id" in message:
+        ids = message["id"]
+        if isinstance(ids, str):
+            ids = [ids]  # the docs' most common mistake: one id given as a plain string
+        rule = f"must be a non-empty array of at most {MAX_MESSAGE_IDS} non-empty strings"
+        if not isinstance(ids, list) or not 0 < len(ids) <= MAX_MESSAGE_IDS:
+            raise InvalidInput("message.id", rule)
+        if not all(isinstance(i, str) and i.strip() and len(i) <= MAX_TEXT for i in ids):
+            raise InvalidInput("message.id", rule)
+        out["id"] = ids
+    if "date" in message:
+        date = message["date"]
+        if isinstance(date, bool) or not isinstance(date, int) or not 0 <= date <= 2**40:
+            raise InvalidInput("message.date", "must be Unix seconds (a non-negative integer)")
+        out["date"] = date
+    return out
+
+
+def confirmation(payload: dict[str, Any]) -> Confirmation:
+    """A valid `delivery.confirm` payload, normalised; raises InvalidInput otherwise."""
+    _unknown(payload, CONFIRM_FIELDS, "")
+    for required in ("portal", "connector", "line", "im"):
+        if required not in payload:
+            raise InvalidInput(required, "is required")
+    portal = _code(payload["portal"], "portal")
+    connector = _code(payload["connector"], "connector")
+    line = _positive_int(payload["line"], "line")
+    im = _object(payload["im"], "im")
+    _unknown(im, frozenset({"chat_id", "message_id"}), "im")
+    for key in ("chat_id", "message_id"):
+        if key not in im:
+            raise InvalidInput(f"im.{key}", "is required")
+    element: dict[str, Any] = {
+        "im": {
+            "chat_id": _positive_int(im["chat_id"], "im.chat_id"),
+            "message_id": _positive_int(im["message_id"], "im.message_id"),
+        }
+    }
+    if payload.get("message") is not None:
+        element["message"] = _message(payload["message"])
+    if payload.get("chat") is not None:
+        chat = _object(payload["chat"], "chat")
+        _unknown(chat, frozenset({"id"}), "chat")
+        if "id" not in chat:
+            raise InvalidInput("chat.id", "is required when chat is given")
+        element["chat"] = {"id": _text(chat["id"], "chat.id")}
+    return Confirmation(Group(portal, connector, line), str(element["im"]["message_id"]), element)
+
+
+#: every network: only what no setting allows is refused (scheme, credentials, forbidden literals)
+ALL_NETWORKS = frozenset(NETWORKS)
+
+
+def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -> str:
+    endpoint = _text(value, field, 2048)
+    problem = check_url(endpoint, networks)
+    if problem:
+        raise InvalidInput(field, problem)
+    return endpoint
+
+
+def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORKS) -> Registration:
+    """A valid `portal.register` payload (an `auth` block); raises InvalidInput otherwise.
+
+    `networks`: DELIVERY_ALLOWED_ENDPOINT_NETWORKS, for the endpoint's scheme and IP literal. The
+    worker's task passes its own; without it (a producer checking before it sends) only what no
+    network allows is refused.
+    """
+    _unknown(payload, REGISTER_FIELDS, "")
+    for required in ("member_id", "domain", "client_endpoint", "access_token", "refresh_token"):
+        if required not in payload:
+            raise InvalidInput(required, "is required")
+    endpoint = _endpoint(payload["client_endpoint"], "client_endpoint", networks)
+    if not endpoint.endswith("/"):
+        endpoint += "/"
+    raw_expires = payload.get("expires_in", 3600)
+    if isinstance(raw_expires, float) and 0 < raw_expires <= MAX_ID:
+        raw_expires = max(1, int(raw_expires))  # whole seconds; a lifetime, not an id
+    expires_in = _positive_int(raw_expires, "expires_in")
+    rate = payload.get("rate_per_s")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 10_000
+    ):
+        raise InvalidInput("rate_per_s", "must be a number from 0 (exclusive) to 10000")
+    burst = payload.get("rate_burst")
+    if burst is not None:
+        burst = _positive_int(burst, "rate_burst")
+    server_endpoint = payload.get("server_endpoint")
+    if server_endpoint is not None:
+        server_endpoint = _endpoint(server_endpoint, "server_endpoint")
+    owner = payload.get("token_owner", "worker")
+    if owner not in TOKEN_OWNERS:
+        raise InvalidInput("token_owner", f"must be one of {', '.join(TOKEN_OWNERS)}")
+    packing = payload.get("packing")
+    if packing is not None and packing not in PACKING_MODES:
+        raise InvalidInput("packing", 'must be "batch" or "off"')
+    return Registration(
+        member_id=_code(payload["member_id"], "member_id"),
+        domain=_text(payload["domain"], "domain"),
+        client_endpoint=endpoint,
+        access_token=_text(payload["access_token"], "access_token", 4096),
+        refresh_token=_text(payload["refresh_token"], "refresh_token", 4096),
+        expires_in=expires_in,
+        rate_per_s=float(rate) if rate is not None else None,
+        rate_burst=burst,
+        server_endpoint=server_endpoint,
+        token_owner=owner,
+        packing=packing,
+    )

@@ -1,0 +1,1 @@
+"""Where a token may go: address rules, endpoint checks, the guarded connection."""

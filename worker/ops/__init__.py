@@ -1,0 +1,1 @@
+"""What an operator sees: metrics, gauges, health, parking, records, logs, redaction, Sentry."""

@@ -1,0 +1,114 @@
+"""Parkings: a portal, or one connector of a portal, held back until someone acts.
+
+A portal is parked in its hash (`blocked_until`, `block_reason`, `block_description`,
+`blocked_at`): until `portal.register` or the operator's unpark when `blocked_until` is the
+scripts' PARKED, or for a while (OVERLOAD_LIMIT, PORTAL_DELETED). A connector of a portal is parked
+in the same hash under `cpark:<connector>` (a JSON record with reason, description and time):
+that portal's groups of that connector wait, its other connectors go on. Parked items stay in
+their groups and are counted; nothing is dead-lettered for a parking.
+
+Backoffs of the rate budget (QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT) share the portal fields
+but are waits, not parkings: they are not listed here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis import Redis
+
+from worker.store.clock import server_time
+from worker.store.keys import Group, Keys, text
+from worker.store.scripts import PARKED
+
+CONNECTOR_PREFIX = "cpark:"
+#: portal waits that are the rate budget's, not parkings
+BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
+PORTAL_FIELDS = ("blocked_until", "block_reason", "block_description", "blocked_at")
+
+
+def connector_field(connector: str) -> str:
+    return CONNECTOR_PREFIX + connector
+
+
+def _groups(redis: Redis, keys: Keys, portal: str, connector: str | None) -> list[Group]:
+    groups = [Group.parse(text(g)) for g in redis.smembers(keys.groups(portal))]
+    return [g for g in groups if connector is None or g.connector == connector]
+
+
+def _pending(redis: Redis, keys: Keys, groups: list[Group]) -> int:
+    pipe = redis.pipeline(transaction=False)
+    for group in groups:
+        pipe.zcard(keys.queue(group))
+        pipe.zcard(keys.leased(group))
+    return sum(int(n) for n in pipe.execute())
+
+
+def portal_parking(fields: dict[str, str], now: float) -> dict[str, Any] | None:
+    """The portal's parking from its hash fields, or None when it is not parked."""
+    until = float(fields.get("blocked_until") or 0)
+    reason = fields.get("block_reason", "")
+    if until <= now or reason in BACKOFF_REASONS:
+        return None
+    return {
+        "reason": reason,
+        "description": fields.get("block_description", ""),
+        "since": float(fields["blocked_at"]) if fields.get("blocked_at") else None,
+        "until": "portal.register or unpark" if until >= PARKED else until,
+    }
+
+
+def list_parked(redis: Redis, keys: Keys, now: float | None = None) -> list[dict[str, Any]]:
+    """Every parking, portal-wide and per connector, with its reason and pending items."""
+    now = server_time(redis) if now is None else now  # parkings are stored on Redis time
+    out: list[dict[str, Any]] = []
+    for portal in sorted(text(m) for m in redis.smembers(keys.portals)):
+        fields = {text(k): text(v) for k, v in redis.hgetall(keys.portal(portal)).items()}
+        parking = portal_parking(fields, now)
+        if parking is not None:
+            groups = _groups(redis, keys, portal, None)
+            out.append({"portal": portal, "connector": None, **parking})
+            out[-1]["pending"] = _pending(redis, keys, groups)
+        for name, raw in sorted(fields.items()):
+            if not name.startswith(CONNECTOR_PREFIX):
+                continue
+            connector = name[len(CONNECTOR_PREFIX) :]
+            record = json.loads(raw)
+            groups = _groups(redis, keys, portal, connector)
+            out.append(
+                {
+                    "portal": portal,
+                    "connector": connector,
+                    "reason": record.get("reason", ""),
+                    "description": record.get("description", ""),
+                    "since": record.get("at"),
+                    "until": "portal.register or unpark",
+                    "pending": _pending(redis, keys, groups),
+                }
+            )
+    return out
+
+
+def unpark(redis: Redis, keys: Keys, portal: str, connector: str | None = None) -> int:
+    """Lift a parking (the portal's, or one connector's) and make its groups due now.
+
+    Returns the groups resumed; 0 when the portal is unknown."""
+    key = keys.portal(portal)
+    if not redis.exists(key):
+        return 0
+    if connector is None:
+        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe", "throttles")
+    else:
+        redis.hdel(key, connector_field(connector))
+    groups = _groups(redis, keys, portal, connector)
+    if groups:
+        redis.zadd(keys.due, dict.fromkeys((g.id for g in groups), server_time(redis)))
+    return len(groups)
+
+
+def connector_fields(redis: Redis, keys: Keys, portal: str) -> list[str]:
+    """The portal's connector parking fields (portal.register lifts them all)."""
+    return [
+        text(f) for f in redis.hkeys(keys.portal(portal)) if text(f).startswith(CONNECTOR_PREFIX)
+    ]

@@ -1,0 +1,1 @@
+"""Portals: registration, tokens at rest, the fleet-wide refresh, who refreshes."""

@@ -1,0 +1,1 @@
+"""Redis state: key names, the script registry and its Lua, the typed store of the flow."""

@@ -1,0 +1,85 @@
+-- Shared helpers, prepended to every script by worker/store/scripts.py after the generated constants
+-- (PARKED, NO_FLUSH_MS, PARKED_MS, BOUNDS and the action names, all defined in Python).
+-- Helpers take the keys they touch as parameters: a script's keys are named at its top.
+
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function ms(seconds)
+  return math.ceil(seconds * 1000)
+end
+
+-- Histograms live in the stats hash as '<name>_bucket:<le>' (non-cumulative counts) and
+-- '<name>_sum'; worker/ops/exporter.py exposes them to Prometheus with the same BOUNDS.
+local function observe(stats_key, name, value)
+  local le = '+Inf'
+  for _, bound in ipairs(BOUNDS[name]) do
+    if value <= bound then le = tostring(bound); break end
+  end
+  redis.call('HINCRBY', stats_key, name .. '_bucket:' .. le, 1)
+  redis.call('HINCRBYFLOAT', stats_key, name .. '_sum', value)
+end
+
+-- The connector of a group id ('portal:connector:line'), as its parking field names it.
+local function connector_park_field(group_id)
+  return 'cpark:' .. (string.match(group_id, '^[^:]*:([^:]*):') or '')
+end
+
+-- Seconds until the group may flush next (0: now), or -1 when nothing is pending. A parked
+-- connector of the portal (`cpark:<connector>` in the portal hash) parks its groups.
+local function next_delay(queue_key, meta_key, portal_key, now, batch, window, group_id)
+  local n = redis.call('ZCARD', queue_key)
+  if n == 0 then return -1 end
+  if redis.call('HEXISTS', portal_key, connector_park_field(group_id)) == 1 then
+    return PARKED
+  end
+  local wait = 0
+  if n < batch then
+    local oldest = redis.call('ZRANGE', queue_key, 0, 0, 'WITHSCORES')
+    wait = math.max(0, tonumber(oldest[2]) + window - now)
+  end
+  local not_before = tonumber(redis.call('HGET', meta_key, 'not_before') or '0') or 0
+  local blocked = tonumber(redis.call('HGET', portal_key, 'blocked_until') or '0') or 0
+  local wake = math.max(not_before, blocked)
+  if wake >= PARKED then return PARKED end
+  if wake > now then wait = math.max(wait, wake - now) end
+  return wait
+end
+
+-- Add one confirmation to a group's pending items (ingest.lua, ingest_many.lua): 'deduplicated'
+-- when it repeats an im.message_id the group delivered within the deduplication window,
+-- 'coalesced' when it repeats a pending one, else 'added' (queued at `now`). Counts nothing.
+local function add_item(items_key, queue_key, delivered_key, now, dedup_window_s, message_id,
+                        element_json)
+  if dedup_window_s > 0 then
+    local delivered_at = tonumber(redis.call('ZSCORE', delivered_key, message_id) or '')
+    if delivered_at and now - delivered_at <= dedup_window_s then return 'deduplicated' end
+  end
+  if redis.call('HSETNX', items_key, message_id, element_json) == 0 then return 'coalesced' end
+  redis.call('ZADD', queue_key, now, message_id)
+  return 'added'
+end
+
+-- A flusher died holding the group's lease (begin.lua, begin_pack.lua): its items go back to
+-- the queue, in their order.
+local function recover(leased_key, queue_key, stats_key)
+  if redis.call('EXISTS', leased_key) == 1 then
+    redis.call('ZUNIONSTORE', queue_key, 2, queue_key, leased_key, 'AGGREGATE', 'MIN')
+    redis.call('DEL', leased_key)
+    redis.call('HINCRBY', stats_key, 'leases_expired', 1)
+  end
+end
+
+-- Move up to `batch_size` of the group's oldest items from its queue to its leased set
+-- (begin.lua, begin_pack.lua): their ids, and the ZPOPMIN answer (id, enqueued-at pairs).
+local function lease_items(queue_key, leased_key, batch_size)
+  local popped = redis.call('ZPOPMIN', queue_key, batch_size)
+  local ids = {}
+  for i = 1, #popped, 2 do
+    redis.call('ZADD', leased_key, popped[i + 1], popped[i])
+    ids[#ids + 1] = popped[i]
+  end
+  return ids, popped
+end

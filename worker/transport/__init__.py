@@ -1,0 +1,1 @@
+"""Celery and the brokers: the app, broker configuration, the reliable fetch, Sentinel."""

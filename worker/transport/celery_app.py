@@ -1,0 +1,130 @@
+"""The Celery app, configured for this workload: many tiny ingest tasks, fewer flush tasks that
+make one HTTP call each, and a sweep on beat. Each choice is explained where it is made.
+
+`create_app(settings)` builds it; `worker.app` (worker/__init__.py) builds it once, on first use,
+so importing the library's modules neither reads the environment nor touches kombu.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import kombu.transport
+from celery import Celery, signals
+from kombu.transport import TRANSPORT_ALIASES
+
+from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
+from worker.ops.logs import configure_logging
+from worker.settings import Settings
+from worker.transport.config import broker_amqp_conf, broker_redis_conf
+from worker.transport.redis_channel import broker_tls
+
+
+def use_patched_redis_transport() -> None:
+    """redis:// URLs in this process use kombu's Redis transport patched to survive a Redis
+    restart (worker/transport/redis_channel.py); an alias keeps the URL, and so every log line,
+    as operators wrote it."""
+    patched = {
+        "redis": "worker.transport.redis_channel:Transport",
+        "rediss": "worker.transport.redis_channel:Transport",
+        # sentinel:// (REDIS_URL with REDIS_SENTINEL_MASTER): kombu's sentinel transport, same patch
+        "sentinel": "worker.transport.sentinel_channel:SentinelTransport",
+    }
+    for scheme, transport in patched.items():
+        TRANSPORT_ALIASES[scheme] = transport
+        # kombu caches each alias's class on first use: a connection made before the app was
+        # built (a producer in the same process) must not pin the unpatched one
+        kombu.transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
+
+
+def create_app(settings: Settings) -> Celery:
+    """The worker's Celery app for `settings` (patches kombu's transport aliases, see above)."""
+    use_patched_redis_transport()
+    # RedactedTask: every task's events carry masked arguments (Flower shows no token).
+    app = Celery(
+        "b24delivery",
+        include=["tasks.delivery", "tasks.portal"],
+        task_cls="worker.transport.redis_channel:RedactedTask",
+    )
+    app.conf.update(
+        broker_url=settings.broker,
+        # rediss://: verify the server's certificate (kombu alone would not)
+        broker_use_ssl=broker_tls(settings.broker),
+        # JSON only: producers in any language, and no pickle from the network.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Nobody reads results: the buffer in Redis is the state, Flower shows task outcomes.
+        task_ignore_result=True,
+        # Ack after the task ran, and re-queue when a worker dies mid-task: both tasks are safe to
+        # run twice (ingest coalesces by im.message_id, a flush holds a lease).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Queues and transport options per broker: worker/transport/config.py.
+        **(broker_amqp_conf(settings) if settings.broker_is_amqp else broker_redis_conf(settings)),
+        # Keep retrying the broker forever (with Celery's backoff) instead of exiting.
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Short tasks: each process reserves 4 messages, enough to hide the Redis round trip
+        # without letting one process hoard a backlog (acks_late keeps them recoverable).
+        worker_prefetch_multiplier=4,
+        # Flower: task and worker events, and sent events for the producer side.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        # Two queues named for their work (declared in worker/transport/config.py). The worker
+        # consumes both, in rotation, so a flood of confirmations on `celery` never starves
+        # `flush`. Large fleets can also run dedicated `-Q flush` workers.
+        task_default_queue=INGEST_QUEUE,
+        task_routes={
+            FLUSH_TASK: {"queue": FLUSH_QUEUE},
+            SWEEP_TASK: {"queue": FLUSH_QUEUE},
+        },
+        # A flush is one HTTP call, then at most one token refresh, each at its limit (soft);
+        # anything far longer is stuck (hard). Settings validation keeps Redis's visibility
+        # timeout above the hard limit.
+        task_soft_time_limit=settings.task_time_limit_s - 30,
+        task_time_limit=settings.task_time_limit_s,
+        # Re-trigger groups whose flush trigger was lost or whose lease expired.
+        beat_schedule={
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": timedelta(seconds=settings.sweep_interval_s),
+                "options": {
+                    "queue": FLUSH_QUEUE,
+                    "expires": max(5.0, 5 * settings.sweep_interval_s),
+                },
+            }
+        },
+        beat_max_loop_interval=settings.sweep_interval_s,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+
+    def setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+        """Celery's own log records go through our redacting structlog pipeline, at `-l`'s
+        level."""
+        level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+        configure_logging(settings.log_format, str(level or "WARNING"))
+
+    signals.setup_logging.connect(setup_logging, weak=False)
+
+    def start_error_tracking(**_: Any) -> None:
+        """Sentry for the worker and beat when SENTRY_DSN is set (secrets masked)."""
+        from worker.ops import sentry as tracking
+
+        tracking.init(settings)
+
+    signals.celeryd_init.connect(start_error_tracking, weak=False)
+    signals.beat_init.connect(start_error_tracking, weak=False)
+
+    def check_token_keys(**_: Any) -> None:
+        """A worker that cannot read the stored tokens refuses to start
+        (worker/portals/keyring.py)."""
+        from worker.portals.keyring import startup_check
+
+        startup_check(settings)
+
+    signals.worker_init.connect(check_token_keys, weak=False)
+    return app
