@@ -100,6 +100,11 @@ class Settings:
     packing: str = "off"
     #: groups packed into one `batch` request (the platform's limit is 50 commands)
     pack_groups: int = 50
+    #: the share of each portal's sustained rate the fleet spends while its batches are not full
+    #: (the rest is left to the connector's own calls); a full batch still goes at the full rate
+    portal_budget_share: float = 0.25
+    #: the window the budget share is counted over: at most share x rate x window partial calls
+    portal_budget_window_s: float = 10.0
     #: most elements in one `delivery.confirm_many` message
     confirm_many_max: int = 500
     log_format: str = "auto"
@@ -388,6 +393,8 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "packing": (_choice("off", "batch"), "one of off, batch"),
     "pack_groups": (_number(int, 1, 50), "an integer from 1 to 50"),
+    "portal_budget_share": (_number(float, 0.01, 1), "a share, from 0.01 to 1 (1: no limit)"),
+    "portal_budget_window_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
     "confirm_many_max": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),

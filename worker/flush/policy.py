@@ -144,7 +144,6 @@ class Action(enum.Enum):
     REFRESH = "refresh"  # single-flight token refresh, then retry at once
     PARK = "park"  # block the whole portal for delay_s (inf: until portal.register)
     PARK_CONNECTOR = "park_connector"  # block the portal's groups of this connector
-    FOLLOW = "follow"  # the portal moved: check the new address, resend there once
     DEAD_LETTER = "dead_letter"
 
 
@@ -185,7 +184,6 @@ _FIXED = {
     Outcome.AUTH_BROKEN: Decision(Action.PARK, _PARKED, portal_wide=True),
     Outcome.DENIED: Decision(Action.PARK, _PARKED, portal_wide=True),
     Outcome.CONNECTOR_BLOCKED: Decision(Action.PARK_CONNECTOR, _PARKED),
-    Outcome.MOVED: Decision(Action.FOLLOW),
     Outcome.PERMANENT: Decision(Action.DEAD_LETTER),
 }
 
@@ -223,7 +221,7 @@ def decide(
     if outcome is Outcome.OPERATION_LIMIT:
         wait = reset_at - now if reset_at and reset_at > now else backoff.operation_limit_wait_s
         return Decision(Action.RETRY, wait, portal_wide=True)
-    # transient
+    # transient (and a redirect the flush could not follow: worker/flush/request.py follows one)
     if failures + 1 >= backoff.max_attempts:
         return Decision(Action.DEAD_LETTER, counts_failure=True)
     delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)

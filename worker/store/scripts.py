@@ -22,6 +22,7 @@ from redis import Redis
 from redis.commands.core import Script
 
 from worker.flush.policy import Action
+from worker.store.kinds import Begun
 from worker.store.triggers import NO_FLUSH_MS, PARKED_MS
 
 #: a wait this long means "until portal.register": the sweep never reaches it
@@ -34,6 +35,8 @@ HISTOGRAM_BOUNDS: dict[str, tuple[float, ...]] = {
 
 _HELPERS = ("common.lua", "limiter.lua", "triggers.lua")
 _NAMED = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]", re.MULTILINE)
+#: a script that takes several groups' keys after its own names them so, once per group
+_GROUP_KEYS = re.compile(r"^local GROUP_KEYS = \{([^}]*)\}", re.MULTILINE)
 
 
 def prelude() -> str:
@@ -49,18 +52,21 @@ def prelude() -> str:
         f"local PARKED_MS = {PARKED_MS}",
         f"local BOUNDS = {{{bounds}}}",
         *(f"local {action.name} = '{action.value}'" for action in Action),
+        *(f"local LEASE_{kind.name} = '{kind.value}'" for kind in Begun),
     ]
     return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A script's source and the names of its KEYS and ARGV, in their order."""
+    """A script's source and the names of its KEYS and ARGV, in their order; `group_keys`:
+    the names of the keys it takes once per group after its own (none for most)."""
 
     name: str
     keys: tuple[str, ...]
     args: tuple[str, ...]
     source: str
+    group_keys: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, name: str, body: str) -> Spec:
@@ -72,7 +78,9 @@ class Spec:
         lua = resources.files("worker.store") / "lua"
         helpers = "\n".join((lua / part).read_text() for part in _HELPERS)
         source = "\n".join((prelude(), helpers, body))
-        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source)
+        found = _GROUP_KEYS.search(body)
+        group_keys = tuple(re.findall(r"'(\w+)'", found.group(1))) if found else ()
+        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source, group_keys)
 
 
 @cache
@@ -95,19 +103,31 @@ class Bound:
         self._script: Script = redis.register_script(spec.source)
 
     def _ordered(
-        self, keys: Mapping[str, str], args: Mapping[str, Any]
+        self,
+        keys: Mapping[str, str],
+        args: Mapping[str, Any],
+        groups: Sequence[Mapping[str, str]] = (),
     ) -> tuple[list[str], list[Any]]:
+        wanted = self.spec.group_keys
         missing = [k for k in self.spec.keys if k not in keys]
-        if missing or set(args) != set(self.spec.args):
+        missing += [k for g in groups for k in wanted if k not in g]
+        if missing or set(args) != set(self.spec.args) or (groups and not wanted):
             raise TypeError(
-                f"{self.spec.name}.lua takes keys {self.spec.keys} and args {self.spec.args}; "
-                f"got keys {sorted(keys)} and args {sorted(args)}"
+                f"{self.spec.name}.lua takes keys {self.spec.keys}, per group {wanted}, and "
+                f"args {self.spec.args}; got keys {sorted(keys)} and args {sorted(args)}"
             )
-        return [keys[k] for k in self.spec.keys], [args[a] for a in self.spec.args]
+        ordered = [keys[k] for k in self.spec.keys] + [g[k] for g in groups for k in wanted]
+        return ordered, [args[a] for a in self.spec.args]
 
-    def __call__(self, keys: Mapping[str, str], args: Mapping[str, Any]) -> dict[str, Any]:
-        """Run with keys and arguments by name; `keys` may hold more than the script names."""
-        ordered_keys, ordered_args = self._ordered(keys, args)
+    def __call__(
+        self,
+        keys: Mapping[str, str],
+        args: Mapping[str, Any],
+        groups: Sequence[Mapping[str, str]] = (),
+    ) -> dict[str, Any]:
+        """Run with keys and arguments by name (`keys` may hold more than the script names),
+        then, for a script that names GROUP_KEYS, each group's keys by those names."""
+        ordered_keys, ordered_args = self._ordered(keys, args, groups)
         answer: dict[str, Any] = json.loads(self._script(keys=ordered_keys, args=ordered_args))
         return answer
 
