@@ -22,7 +22,7 @@ from worker.flush.settle import after_refresh, refresh, settle
 from worker.runtime import Runtime
 from worker.store.keys import Group
 from worker.store.kinds import Begun
-from worker.store.lease import Lease
+from worker.store.replies import Lease
 
 log = structlog.stdlib.get_logger("worker.flush.flow")
 

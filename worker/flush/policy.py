@@ -1,7 +1,8 @@
 """The retry policy: every Bitrix24 outcome as a row of a table, and pure functions over it.
 
 `classify` turns (HTTP status, error code) into an `Outcome`; `decide` turns an outcome and a
-batch's history into a `Decision`. Neither touches Redis or the network, so both are tested alone.
+batch's history into a `Decision`, whose `Action` `settle.lua` carries out (an enum of the
+store's, shared with Lua). Neither touches Redis or the network, so both are tested alone.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass
+
+from worker.store.kinds import Action as Action  # decide() answers it: re-exported
 
 
 class Outcome(enum.Enum):
@@ -136,15 +139,6 @@ def classify(http_status: int | None, code: str, *, oauth: bool = False) -> Outc
     if 400 <= http_status < 500:
         return Outcome.PERMANENT
     return Outcome.TRANSIENT
-
-
-class Action(enum.Enum):
-    DELIVERED = "delivered"  # drop the lease
-    RETRY = "retry"  # return the items, try the group again after delay_s
-    REFRESH = "refresh"  # single-flight token refresh, then retry at once
-    PARK = "park"  # block the whole portal for delay_s (inf: until portal.register)
-    PARK_CONNECTOR = "park_connector"  # block the portal's groups of this connector
-    DEAD_LETTER = "dead_letter"
 
 
 @dataclass(frozen=True)

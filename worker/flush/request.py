@@ -16,7 +16,7 @@ from worker.flush.call import METHOD, Timeouts, send_status_delivery
 from worker.flush.policy import Outcome
 from worker.net.endpoints import moved_endpoint
 from worker.runtime import Runtime
-from worker.store.lease import Lease
+from worker.store.replies import Lease
 
 log = structlog.stdlib.get_logger("worker.flush.request")
 
@@ -39,7 +39,7 @@ def send(rt: Runtime, leases: list[Lease], packs: bool) -> Answers:
     try:
         return Answers(_post(rt, leases, leases[0].endpoint, packed), packed)
     except PortalError as exc:
-        rt.buffer.count_call(exc.outcome, exc.code)
+        rt.buffer.count_call(exc.outcome.value, exc.code)
         error = exc
     if error.outcome is Outcome.MOVED:
         try:
@@ -47,7 +47,7 @@ def send(rt: Runtime, leases: list[Lease], packs: bool) -> Answers:
         except PortalError as again:
             if again.code != "UNSAFE_REDIRECT":  # (refused before a second call)
                 rt.buffer.count_call(
-                    again.outcome, again.code if again.code != error.code else None
+                    again.outcome.value, again.code if again.code != error.code else None
                 )
             error = again
     return Answers([Answer(False, error=error)] * len(leases), packed, error)
@@ -63,14 +63,14 @@ def _post(rt: Runtime, leases: list[Lease], endpoint: str, packed: bool) -> list
         time_block = send_status_delivery(
             endpoint, token, group.connector, group.line, lease.elements, timeouts
         )
-        rt.buffer.count_call(Outcome.DONE)
+        rt.buffer.count_call(Outcome.DONE.value)
         return [Answer(True, time=time_block)]
     commands = {
         f"g{i}": command(lease.group.connector, lease.group.line, lease.elements)
         for i, lease in enumerate(leases)
     }
     answers = send_batch(endpoint, token, commands, timeouts)
-    rt.buffer.count_call(Outcome.DONE)
+    rt.buffer.count_call(Outcome.DONE.value)
     return [answers[name] for name in commands]
 
 

@@ -16,11 +16,12 @@ import structlog
 
 from worker.errors import PortalError
 from worker.flush.batch import Answer
-from worker.flush.policy import Action, Backoff, Outcome, decide
+from worker.flush.policy import Backoff, Outcome, decide
 from worker.flush.request import Answers
 from worker.portals.registry import Refresh
 from worker.runtime import Runtime
-from worker.store.lease import Lease
+from worker.store.kinds import Action
+from worker.store.replies import Lease
 
 log = structlog.stdlib.get_logger("worker.flush.settle")
 

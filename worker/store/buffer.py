@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 
-from worker.flush.policy import Action, Outcome
 from worker.settings import Settings
 from worker.store.clock import server_time
 from worker.store.keys import Group, Keys, text
-from worker.store.kinds import Added, Begun
-from worker.store.lease import Begin, Lease
+from worker.store.kinds import Action, Added, Begun
+from worker.store.replies import Begin, GroupIngested, Ingested, Lease, Settled
 from worker.store.scripts import PARKED, script
 from worker.store.triggers import Trigger, new_task_id
 
@@ -32,38 +30,6 @@ PACKING_OFF_AT, PACKING_OFF_REASON = "packing_off_at", "packing_off_reason"
 
 def _trigger(task_id: str, reply: dict[str, Any]) -> Trigger:
     return Trigger.from_script(task_id, reply["send"], reply["delay_ms"])
-
-
-@dataclass(frozen=True)
-class Ingested:
-    """`ingest.lua`'s answer. `replicated` is False only when DELIVERY_REPLICA_ACKS replicas
-    did not acknowledge the ingest within DELIVERY_REPLICA_TIMEOUT_MS (it then lives on the
-    primary alone)."""
-
-    kind: Added
-    trigger: Trigger
-    replicated: bool = True
-
-    @property
-    def added(self) -> bool:
-        return self.kind is Added.ADDED
-
-
-@dataclass(frozen=True)
-class GroupIngested:
-    """`ingest_many.lua`'s answer for one group: how many of each kind, and its trigger."""
-
-    group: Group
-    counts: dict[Added, int]
-    trigger: Trigger
-
-
-@dataclass(frozen=True)
-class Settled:
-    """`settle.lua`'s answer: how many items it delivered or dead-lettered."""
-
-    settled: int
-    trigger: Trigger
 
 
 class Buffer:
@@ -329,10 +295,11 @@ class Buffer:
             pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
         pipe.execute()
 
-    def count_call(self, outcome: Outcome, code: str | None = None) -> None:
-        """One call made to a portal, by its outcome (and the portal's error code)."""
+    def count_call(self, outcome: str, code: str | None = None) -> None:
+        """One call made to a portal, by its outcome (the value of the policy's `Outcome`) and
+        the portal's error code."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(self.keys.stats, f"calls:{outcome.value}", 1)
+        pipe.hincrby(self.keys.stats, f"calls:{outcome}", 1)
         if code:
             pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
         pipe.execute()

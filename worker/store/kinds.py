@@ -1,9 +1,21 @@
-"""What the store's scripts answer, as enums shared with Lua (the generated prelude defines each
-member as a Lua constant: `LEASE_BUSY = 'busy'`, ...), so neither side spells them twice."""
+"""What the store's scripts take and answer, as enums shared with Lua (the generated prelude
+defines each member as a Lua constant: `RETRY = 'retry'`, `LEASE_BUSY = 'busy'`, ...), so
+neither side spells them twice."""
 
 from __future__ import annotations
 
 import enum
+
+
+class Action(enum.Enum):
+    """What `settle.lua` does with a leased group (the retry policy's decision)."""
+
+    DELIVERED = "delivered"  # drop the lease
+    RETRY = "retry"  # return the items, try the group again after delay_s
+    REFRESH = "refresh"  # single-flight token refresh, then retry at once
+    PARK = "park"  # block the whole portal for delay_s (inf: until portal.register)
+    PARK_CONNECTOR = "park_connector"  # block the portal's groups of this connector
+    DEAD_LETTER = "dead_letter"
 
 
 class Begun(enum.StrEnum):

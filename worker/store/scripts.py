@@ -21,8 +21,7 @@ from typing import Any
 from redis import Redis
 from redis.commands.core import Script
 
-from worker.flush.policy import Action
-from worker.store.kinds import Begun
+from worker.store.kinds import Action, Begun
 from worker.store.triggers import NO_FLUSH_MS, PARKED_MS
 
 #: a wait this long means "until portal.register": the sweep never reaches it

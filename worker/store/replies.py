@@ -1,4 +1,5 @@
-"""What `begin.lua` answers: the groups a portal's flush leased, and how it started."""
+"""What the store's scripts answer, read into dataclasses: an ingest, the start of a portal's flush
+(the groups it leased), a settle."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.store.keys import Group
-from worker.store.kinds import Begun
+from worker.store.kinds import Added, Begun
 from worker.store.triggers import Trigger
 
 
@@ -67,3 +68,35 @@ class Begin:
     def lease(self) -> Lease | None:
         """The first leased group, if any."""
         return self.leases[0] if self.leases else None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """`ingest.lua`'s answer. `replicated` is False only when DELIVERY_REPLICA_ACKS replicas
+    did not acknowledge the ingest within DELIVERY_REPLICA_TIMEOUT_MS (it then lives on the
+    primary alone)."""
+
+    kind: Added
+    trigger: Trigger
+    replicated: bool = True
+
+    @property
+    def added(self) -> bool:
+        return self.kind is Added.ADDED
+
+
+@dataclass(frozen=True)
+class GroupIngested:
+    """`ingest_many.lua`'s answer for one group: how many of each kind, and its trigger."""
+
+    group: Group
+    counts: dict[Added, int]
+    trigger: Trigger
+
+
+@dataclass(frozen=True)
+class Settled:
+    """`settle.lua`'s answer: how many items it delivered or dead-lettered."""
+
+    settled: int
+    trigger: Trigger
