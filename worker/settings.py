@@ -34,7 +34,9 @@ SECRET_FIELDS = frozenset({"client_secret", "token_keys", "sentry_dsn"})
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything tunable. Field metadata: env variable, rule text."""
+    """Everything tunable: each field's environment variable is in `ENV_NAMES`, its rule in
+    `RULES` (below); a `#:` comment above a field is its meaning in the configuration
+    reference."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: with REDIS_URL in kombu's Sentinel form, the name of the master the sentinels monitor
