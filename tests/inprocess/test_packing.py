@@ -223,3 +223,24 @@ def test_a_refresh_under_way_is_waited_for_as_by_a_direct_flush(
     r.delete(KEYS.refresh_lock(PORTAL))
     assert flush(rt, groups[0], "t") == "packed"
     assert stats(r)["delivered"] == 2
+
+
+def test_lines_do_not_multiply_tasks_or_calls(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
+) -> None:
+    """A light portal's lines, each with a confirmation inside one window: one flush task (the
+    portal's trigger), one request carrying every line."""
+    rt = make_rt()
+    register(rt, sim)
+    groups = [line(n) for n in (1, 2, 3, 4)]
+    start = rt.buffer.server_time()
+    for i, g in enumerate(groups):  # as delivery.confirm does
+        rt.send_flush(g, rt.buffer.ingest(g, str(i + 1), element(i + 1)).trigger)
+    tasks = [c for c in sent.calls if c.name == FLUSH_TASK]
+    assert len(tasks) == 1 and tasks[0].countdown, "one trigger for the portal, at the window"
+    (task,) = tasks
+    wait_for(lambda: rt.buffer.server_time() >= start + (task.countdown or 0), what="its time")
+    assert flush(rt, Group.parse(task.kwargs["group"]), task.task_id or "") == "packed"
+    assert batch_requests(sim) == 1 and sim.counters(PORTAL)["calls"] == 1
+    assert {a.line for a in sim.accepted(PORTAL)} == {1, 2, 3, 4}
+    assert [c for c in sent.calls if c.name == FLUSH_TASK] == tasks, "no task per line"
