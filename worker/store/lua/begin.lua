@@ -205,7 +205,7 @@ end
 local groups, rest = {}, {}
 for i, g in ipairs(ready) do
   if i > take then
-    g.wait = 1 / (tonumber(portal[4]) or default_rate_per_s)  -- the next slot, at the earliest
+    g.wait = 0  -- the next flush at once: it takes the next slot, or reserves it
     rest[#rest + 1] = g
   else
     local leased_ids, popped = lease_items(g.queue_key, g.leased_key, batch_size)
