@@ -80,7 +80,11 @@ for _, g in ipairs(candidates) do
       redis.call('ZREM', pending_key, g.id)
       redis.call('ZREM', due_key, g.id)
     elseif hold > 0 then
-      if own then redis.call('ZREM', pending_key, g.id) else index_pending(pending_key, g.queue_key, g.id) end
+      if own then  -- out of the index until its due time or trigger names it again
+        redis.call('ZREM', pending_key, g.id)
+      else  -- the portal's wait: it goes with the others when that ends
+        index_pending(pending_key, g.queue_key, g.id)
+      end
       waiting[#waiting + 1] = g
     else
       index_pending(pending_key, g.queue_key, g.id)

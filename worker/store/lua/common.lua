@@ -1,5 +1,6 @@
--- Shared helpers, prepended to every script by worker/store/scripts.py after the generated constants
--- (PARKED, NO_FLUSH_MS, PARKED_MS, BOUNDS and the action names, all defined in Python).
+-- Shared helpers, prepended to every script by worker/store/scripts.py after the generated
+-- constants (PARKED, NO_FLUSH_MS, PARKED_MS, BOUNDS, the action names and the LEASE_* kinds,
+-- all defined in Python).
 -- Helpers take the keys they touch as parameters: a script's keys are named at its top.
 
 local function now_s()
