@@ -16,7 +16,7 @@ import structlog
 
 from worker.errors import PortalError
 from worker.flush.batch import Answer
-from worker.flush.policy import Backoff, Outcome, decide
+from worker.flush.policy import Backoff, Decision, Outcome, decide
 from worker.flush.request import Answers
 from worker.portals.registry import Refresh
 from worker.runtime import Runtime
@@ -133,20 +133,12 @@ def after_refresh(rt: Runtime, lease: Lease, refreshed: Refreshed) -> Action:
 
 def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
     """The policy's decision for the group after `error`, applied."""
-    s = rt.settings
     decision = decide(
         error.outcome,
         failures=lease.failures,
         throttles=lease.throttles,
         age_s=max(0.0, lease.started_at - lease.oldest_enqueued_at),
-        backoff=Backoff(
-            s.backoff_base_s,
-            s.backoff_cap_s,
-            s.max_attempts,
-            s.max_age_s,
-            s.overload_park_s,
-            s.operation_limit_wait_s,
-        ),
+        backoff=_backoff(rt),
         now=rt.buffer.server_time(),
         reset_at=error.reset_at or rt.buffer.stored_reset_at(lease.group.portal),
     )
@@ -161,8 +153,13 @@ def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
         **fields,
     )
     rt.send_flush(lease.group, settled.trigger)
+    _log(decision, error, settled.settled, fields)
+    return decision.action
+
+
+def _log(decision: Decision, error: PortalError, settled: int, fields: dict[str, Any]) -> None:
     if decision.action is Action.DEAD_LETTER:
-        log.error("batch dead-lettered", dead_lettered=settled.settled, **fields)
+        log.error("batch dead-lettered", dead_lettered=settled, **fields)
     elif decision.action is Action.PARK:
         until = "portal.register" if decision.delay_s == float("inf") else f"{decision.delay_s}s"
         log.error("portal parked", parked_until=until, alert=True, **fields)
@@ -175,4 +172,15 @@ def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
             outcome=error.outcome.value,
             **fields,
         )
-    return decision.action
+
+
+def _backoff(rt: Runtime) -> Backoff:
+    s = rt.settings
+    return Backoff(
+        s.backoff_base_s,
+        s.backoff_cap_s,
+        s.max_attempts,
+        s.max_age_s,
+        s.overload_park_s,
+        s.operation_limit_wait_s,
+    )

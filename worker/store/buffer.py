@@ -128,15 +128,7 @@ class Buffer:
         """Start a flush of the group's portal: lease its ready groups (this one among the
         candidates) if the portal is ready and its budget has a slot."""
         s, keys, portal = self.s, self.keys, group.portal
-        # the oldest pending groups, enough to fill a call past those leased by others
-        most = s.pack_groups * (1 + s.portal_max_inflight)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(keys.portal(portal), ["packing", PACKING_OFF_AT])
-        pipe.zrange(keys.pending(portal), 0, most - 1)
-        (mode, off_at), listed = pipe.execute()
-        packs = (text(mode) if mode else s.packing) == "batch" and off_at is None
-        listed = listed[: (s.pack_groups if packs else 1) * (1 + s.portal_max_inflight)]
-        ids = list(dict.fromkeys([*(text(g) for g in listed), group.id]))
+        ids = self._candidates(group)
         candidates = [Group.parse(i) for i in ids]
         lease_id, task_id = str(uuid.uuid4()), new_task_id()
         reply = self._begin(
@@ -175,6 +167,19 @@ class Buffer:
         return Begin(
             kind, trigger, trigger_group, leases, shared["refused_code"], bool(shared["packs"])
         )
+
+    def _candidates(self, group: Group) -> list[str]:
+        """The ids of the groups a flush of `group`'s portal looks at: the oldest of its
+        pending index, enough to fill one call past those others lease (one round trip,
+        begin.lua re-checks each), and `group` itself."""
+        s, portal = self.s, group.portal
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.portal(portal), ["packing", PACKING_OFF_AT])
+        pipe.zrange(self.keys.pending(portal), 0, s.pack_groups * (1 + s.portal_max_inflight) - 1)
+        (mode, off_at), listed = pipe.execute()
+        packs = (text(mode) if mode else s.packing) == "batch" and off_at is None
+        listed = listed[: (s.pack_groups if packs else 1) * (1 + s.portal_max_inflight)]
+        return list(dict.fromkeys([*(text(g) for g in listed), group.id]))
 
     def settle(
         self,
