@@ -53,11 +53,12 @@ def settle(rt: Runtime, leases: list[Lease], answers: Answers) -> list[Action]:
         rt.buffer.refuse(first.group.portal, first.token_version, refused.code)
         log.info("token refused", code=refused.code, token_version=first.token_version)
         refreshed = refresh(rt, first, refused.code)
-    if answers.packed and answers.failed is None:
-        rt.buffer.count_codes([a.error.code for a in answers.each if a.error is not None])
-    not_packable = [
-        a.error.code for a in answers.each if answers.packed and a.not_packable and a.error
-    ]
+    # each command of a `batch` answered on its own (not the request failing as a whole)
+    commands = answers.packed and answers.failed is None
+    codes = [a.error.code for a in answers.each if a.error is not None]
+    if commands and codes:
+        rt.buffer.count_codes(codes)
+    not_packable = [a.error.code for a in answers.each if commands and a.not_packable and a.error]
     if not_packable and rt.buffer.turn_packing_off(leases[0].group.portal, not_packable[0]):
         log.warning("packing turned off for the portal", code=not_packable[0], alert=True)
     actions = []
@@ -65,7 +66,7 @@ def settle(rt: Runtime, leases: list[Lease], answers: Answers) -> list[Action]:
         with structlog.contextvars.bound_contextvars(
             connector=lease.group.connector, line=lease.group.line, batch=len(lease.ids)
         ):
-            actions.append(_one(rt, lease, answer, answers.packed, refreshed))
+            actions.append(_one(rt, lease, answer, commands, refreshed))
     return actions
 
 
@@ -74,11 +75,11 @@ def _outcome(answer: Answer) -> Outcome:
 
 
 def _one(
-    rt: Runtime, lease: Lease, answer: Answer, packed: bool, refreshed: Refreshed | None
+    rt: Runtime, lease: Lease, answer: Answer, command: bool, refreshed: Refreshed | None
 ) -> Action:
     if answer.error is None:
         return delivered(rt, lease, answer.time)
-    if packed and answer.not_packable:
+    if command and answer.not_packable:
         # back at once, not a failure: the next flush of the group is a direct call
         rt.send_flush(
             lease.group, rt.buffer.settle(lease, Action.RETRY, code=answer.error.code).trigger
