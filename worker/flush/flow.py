@@ -61,7 +61,7 @@ def renewing(rt: Runtime, leases: list[Lease]) -> Iterator[None]:
         live = list(leases)
         while live and not done.wait(rt.settings.lease_ttl_s / 3):
             try:
-                live = [lease for lease in live if rt.buffer.renew(lease)]
+                live = rt.buffer.renew_all(live)
             except redis.RedisError as exc:  # the next round may reach Redis again
                 log.warning("lease renewal failed", error=type(exc).__name__)
 

@@ -225,16 +225,21 @@ class Buffer:
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease by DELIVERY_LEASE_TTL_S if it is still ours."""
-        reply = self._renew(
-            self.keys.group_keys(lease.group),
-            {
-                "group_id": lease.group.id,
-                "lease_id": lease.lease_id,
-                "lease_ttl_s": self.s.lease_ttl_s,
-                "lease_margin_s": self.lease_margin_s,
-            },
-        )
-        return bool(reply["extended"])
+        return self.renew_all([lease]) == [lease]
+
+    def renew_all(self, leases: list[Lease]) -> list[Lease]:
+        """Extend each lease by DELIVERY_LEASE_TTL_S if it is still ours (one round trip);
+        those extended."""
+        args = {"lease_ttl_s": self.s.lease_ttl_s, "lease_margin_s": self.lease_margin_s}
+        calls = [
+            (
+                self.keys.group_keys(lease.group),
+                {"group_id": lease.group.id, "lease_id": lease.lease_id, **args},
+            )
+            for lease in leases
+        ]
+        replies, _ = self._renew.many_then_wait(calls, 0, 0)
+        return [lease for lease, reply in zip(leases, replies, strict=True) if reply["extended"]]
 
     def claim_due(self, limit: int = 500) -> list[Group]:
         """The sweep's share: groups whose due time passed (each pushed a grace period on)."""
