@@ -22,16 +22,13 @@ from urllib.parse import quote_plus
 
 from worker.errors import PortalError
 from worker.flush.call import METHOD, Timeouts, _error_from, _json, _request
-from worker.flush.policy import Outcome, classify
+from worker.flush.policy import BATCH_ONLY, Outcome, canonical, classify_command
 from worker.settings import check_endpoint
 
 BATCH = "batch"
 #: a command answered with one of these: this method may not run inside `batch` on this portal
-#: (the platform's own code for refused methods; WRONG_AUTH_TYPE when a command does not inherit
-#: the request's auth type; an unknown method where a direct call knows it)
-NOT_PACKABLE = frozenset(
-    {"ERROR_BATCH_METHOD_NOT_ALLOWED", "WRONG_AUTH_TYPE", "ERROR_METHOD_NOT_FOUND"}
-)
+#: (the policy's `BATCH_ONLY` rows; worker/flush/policy.py says why each)
+NOT_PACKABLE = frozenset(c for c, o in BATCH_ONLY.items() if o is Outcome.NOT_PACKABLE)
 
 
 def _scalar(value: Any) -> str:
@@ -81,7 +78,7 @@ class Answer:
 
     @property
     def not_packable(self) -> bool:
-        return self.error is not None and self.error.code in NOT_PACKABLE
+        return self.error is not None and self.error.outcome is Outcome.NOT_PACKABLE
 
 
 def _as_map(value: Any) -> dict[str, Any]:
@@ -98,9 +95,9 @@ def _answer(
 ) -> Answer:
     if name in errors:
         err = errors[name] if isinstance(errors[name], dict) else {}
-        code = str(err.get("error") or "ERROR_UNEXPECTED_ANSWER")[:100]
+        code = canonical(str(err.get("error") or "ERROR_UNEXPECTED_ANSWER")[:100])
         description = str(err.get("error_description", ""))[:300]
-        return Answer(False, error=PortalError(classify(None, code), code, description))
+        return Answer(False, error=PortalError(classify_command(code), code, description))
     result = results.get(name)
     if isinstance(result, dict) and result.get("SUCCESS") is True:
         time_block = times.get(name)
