@@ -277,3 +277,22 @@ def test_a_command_refused_as_past_the_fiftieth_is_sent_again_not_dead_lettered(
     wait_for(lambda: flush(rt, group, "t") == "packed" and not r.zcard(KEYS.queue(group)), 5)
     assert [int(a.im["message_id"]) for a in sim.accepted(PORTAL)] == [1]
     assert stats(r)["delivered"] == 1 and not dead_letters(r)
+
+
+def test_a_group_no_batch_request_can_carry_goes_as_one_direct_call(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """410 confirmations with 100 external ids each need 52 commands of at most 900 variables:
+    more than the 50 a `batch` runs. The group goes as one direct JSON call (no parse_str)."""
+    rt = make_rt(batch_size=410)
+    register(rt, sim)
+    group = line(1)
+    for i in range(1, 411):
+        el = element(i) | {"message": {"id": [f"x{i}-{k}" for k in range(100)], "date": 1}}
+        rt.buffer.ingest(group, str(i), el)
+    rt.redis.delete(KEYS.trigger(group))
+    assert flush(rt, group, "t") == "direct"
+    accepted = sim.accepted(PORTAL)
+    assert sorted(int(a.im["message_id"]) for a in accepted) == list(range(1, 411))
+    assert {a.via for a in accepted} == {"direct"} and len({a.call_id for a in accepted}) == 1
+    assert batch_requests(sim) == 0 and stats(r)["delivered"] == 410

@@ -128,15 +128,24 @@ def flush_packed(rt: Runtime, group: Group, own_task_id: str) -> str:
 
 
 def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
-    s = rt.settings
     planned = plan([(x.group.connector, x.group.line, x.elements) for x in leases])
-    _set_aside(rt, leases, planned)
+    for index in planned.left:  # no room in this request: first in the next, not a failure
+        rt.send_flush(leases[index].group, rt.buffer.settle(leases[index], Action.RETRY).trigger)
+    result = _send_pack(rt, leases, planned) if planned.commands else "direct"
+    for index in planned.direct:  # too large for any request: one direct JSON call
+        with renewing(rt, [leases[index]]):
+            direct_call(rt, leases[index])
+    return result
+
+
+def _send_pack(rt: Runtime, leases: list[Lease], planned: Plan) -> str:
+    s = rt.settings
     leases_sent = sorted({part.group for part in planned.commands.values()})
-    if not leases_sent:
-        return "direct" if planned.direct else "left"
     first = leases[leases_sent[0]]
+    # the direct ones' leases are kept too: their call comes after this one
+    renewed = [leases[i] for i in leases_sent + planned.direct]
     try:
-        with renewing(rt, [leases[i] for i in leases_sent], "b24d-pack-lease-renewal"):
+        with renewing(rt, renewed, "b24d-pack-lease-renewal"):
             answers = send_batch(
                 first.endpoint,
                 rt.portals.open_token(first.access_token),  # stored encrypted when keys are set
@@ -177,15 +186,6 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
             rt.send_flush(lease.group, settled.trigger)
     log.info("pack delivered", delivered=delivered, refused=len(refused))
     return "packed"
-
-
-def _set_aside(rt: Runtime, leases: list[Lease], planned: Plan) -> None:
-    """The groups the request does not carry (worker/flush/batch.py `plan`)."""
-    for index in planned.left:  # no room in this request: first in the next, not a failure
-        rt.send_flush(leases[index].group, rt.buffer.settle(leases[index], Action.RETRY).trigger)
-    for index in planned.direct:  # too large for any request: one direct JSON call
-        with renewing(rt, [leases[index]]):
-            direct_call(rt, leases[index])
 
 
 def _combined(parts: list[Answer]) -> Answer:
