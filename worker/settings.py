@@ -102,6 +102,9 @@ class Settings:
     pack_groups: int = 50
     #: most elements in one `delivery.confirm_many` message
     confirm_many_max: int = 500
+    #: 1: refuse a confirmation without message.id at ingest (the portal keeps it as the message's
+    #: external id); 0: accept it, counted as without_message_id and warned once per group
+    require_message_id: bool = False
     log_format: str = "auto"
     #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
     replica_acks: int = 0
@@ -327,6 +330,15 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _flag(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true"):
+        return True
+    if text in ("0", "false"):
+        return False
+    raise ValueError(raw)
+
+
 def _prefix(raw: str) -> str:
     if not raw or not all(c.isalnum() or c in "-_." for c in raw):
         raise ValueError(raw)
@@ -389,6 +401,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "packing": (_choice("off", "batch"), "one of off, batch"),
     "pack_groups": (_number(int, 1, 50), "an integer from 1 to 50"),
     "confirm_many_max": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
+    "require_message_id": (_flag, "0 or 1"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),
     "replica_timeout_ms": (_number(int, 1, 60_000), "milliseconds, from 1 to 60000"),

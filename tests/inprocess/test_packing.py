@@ -238,3 +238,61 @@ def test_a_refresh_under_way_is_waited_for_as_by_a_direct_flush(
     r.delete(KEYS.refresh_lock(PORTAL))
     assert flush(rt, group, "t") == "packed"
     assert stats(r)["delivered"] == 1
+
+
+def test_a_group_over_php_max_input_vars_is_split_and_loses_nothing(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """rest_util.php ParseBatchQuery reads each command with parse_str, which drops variables
+    past max_input_vars (1000) under a SUCCESS: a group of 50 confirmations with 100 external ids
+    each (5202 variables) goes as seven commands of at most 900, and every id arrives."""
+    rt = make_rt(batch_size=50)
+    register(rt, sim)
+    group = line(1)
+    for i in range(1, 51):
+        el = element(i) | {"message": {"id": [f"x{i}-{k}" for k in range(100)], "date": 1}}
+        rt.buffer.ingest(group, str(i), el)
+    rt.redis.delete(KEYS.trigger(group))
+    assert flush(rt, group, "t") == "packed"
+    accepted = sim.accepted(PORTAL)
+    assert sorted(int(a.im["message_id"]) for a in accepted) == list(range(1, 51))
+    assert all(len(a.message["id"]) == 100 for a in accepted)
+    assert {a.command for a in accepted} == {f"g0p{j}" for j in range(7)}
+    assert sim.counters(PORTAL)["input_vars_truncated"] == 0
+    assert batch_requests(sim) == 1 and stats(r)["delivered"] == 50
+
+
+def test_a_command_refused_as_past_the_fiftieth_is_sent_again_not_dead_lettered(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """rest_provider.php methodsBatch runs 50 commands and refuses the rest, each with
+    ERROR_BATCH_LENGTH_EXCEEDED in result_error: the group was not run, so it goes again."""
+    rt = make_rt(batch_size=1, max_attempts=1)  # a transient failure would dead-letter at once
+    register(rt, sim)
+    group = line(1)
+    fill(rt, group, 1, first=1)
+    sim.inject(Fault(error="ERROR_BATCH_LENGTH_EXCEEDED", target="batch_command", count=1))
+    assert flush(rt, group, "t") == "packed"
+    assert not dead_letters(r) and r.zcard(KEYS.queue(group)) == 1, "back in its queue"
+    wait_for(lambda: flush(rt, group, "t") == "packed" and not r.zcard(KEYS.queue(group)), 5)
+    assert [int(a.im["message_id"]) for a in sim.accepted(PORTAL)] == [1]
+    assert stats(r)["delivered"] == 1 and not dead_letters(r)
+
+
+def test_a_group_no_batch_request_can_carry_goes_as_one_direct_call(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """410 confirmations with 100 external ids each need 52 commands of at most 900 variables:
+    more than the 50 a `batch` runs. The group goes as one direct JSON call (no parse_str)."""
+    rt = make_rt(batch_size=410)
+    register(rt, sim)
+    group = line(1)
+    for i in range(1, 411):
+        el = element(i) | {"message": {"id": [f"x{i}-{k}" for k in range(100)], "date": 1}}
+        rt.buffer.ingest(group, str(i), el)
+    rt.redis.delete(KEYS.trigger(group))
+    assert flush(rt, group, "t") == "direct"
+    accepted = sim.accepted(PORTAL)
+    assert sorted(int(a.im["message_id"]) for a in accepted) == list(range(1, 411))
+    assert {a.via for a in accepted} == {"direct"} and len({a.call_id for a in accepted}) == 1
+    assert batch_requests(sim) == 0 and stats(r)["delivered"] == 410

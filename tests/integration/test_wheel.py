@@ -72,7 +72,9 @@ def test_the_wheel_carries_what_it_loads(wheel: Path) -> None:
     import zipfile
 
     names = set(zipfile.ZipFile(wheel).namelist())
-    lua = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker" / "store" / "lua").glob("*.lua")}
+    lua = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "worker" / "store" / "lua").glob("*.lua")
+    }
     spec = {p.relative_to(ROOT).as_posix() for p in (ROOT / "b24sim" / "spec").glob("*.json")}
     assert lua and spec and lua | spec <= names
     assert {"worker/py.typed", "b24sim/py.typed", "b24producer/py.typed"} <= names

@@ -6,9 +6,11 @@ task of any of its groups runs `lua/begin_pack.lua`: the group joins the portal'
 whoever gets a slot of the budget leases the oldest-ready groups (one slot for all of them).
 Each group is then settled by its own command's answer through the same policy as a direct
 call (`pipeline._failed`); a request that fails as a whole is handled as a direct call's failure
-for every group in it, with at most one token refresh.
+for every group in it, with at most one token refresh. `batch.plan` cuts the commands (none over
+PHP's `max_input_vars`, a group over several commands when it must); a group with several
+commands is delivered when all succeeded, else settled by the first error (all of it again).
 
-A command refused as not allowed inside `batch` (`packing.NOT_PACKABLE`) turns packing off for
+A command refused as not allowed inside `batch` (`batch.NOT_PACKABLE`) turns packing off for
 the portal (recorded in its hash with reason and time, shown by `portals` and `parked`, counted
 as `packing_turned_off`) and puts its group back at once, to be sent as a direct call.
 """
@@ -21,8 +23,9 @@ from dataclasses import dataclass
 import structlog
 
 from worker.errors import PortalError
-from worker.flush.batch import BATCH, command, send_batch
+from worker.flush.batch import BATCH, Answer, Plan, plan, send_batch
 from worker.flush.call import Timeouts
+from worker.flush.flow import _call_and_settle as direct_call
 from worker.flush.flow import _failed, renewing, store_move
 from worker.flush.policy import Action, Outcome
 from worker.perprocess import per_process
@@ -125,27 +128,38 @@ def flush_packed(rt: Runtime, group: Group, own_task_id: str) -> str:
 
 
 def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
+    planned = plan([(x.group.connector, x.group.line, x.elements) for x in leases])
+    for index in planned.left:  # no room in this request: first in the next, not a failure
+        rt.send_flush(leases[index].group, rt.buffer.settle(leases[index], Action.RETRY).trigger)
+    result = _send_pack(rt, leases, planned) if planned.commands else "direct"
+    for index in planned.direct:  # too large for any request: one direct JSON call
+        with renewing(rt, [leases[index]]):
+            direct_call(rt, leases[index])
+    return result
+
+
+def _send_pack(rt: Runtime, leases: list[Lease], planned: Plan) -> str:
     s = rt.settings
-    first = leases[0]
-    commands = {
-        f"g{i}": command(lease.group.connector, lease.group.line, lease.elements)
-        for i, lease in enumerate(leases)
-    }
+    leases_sent = sorted({part.group for part in planned.commands.values()})
+    first = leases[leases_sent[0]]
+    # the direct ones' leases are kept too: their call comes after this one
+    renewed = [leases[i] for i in leases_sent + planned.direct]
     try:
-        with renewing(rt, leases, "b24d-pack-lease-renewal"):
+        with renewing(rt, renewed, "b24d-pack-lease-renewal"):
             answers = send_batch(
                 first.endpoint,
                 rt.portals.open_token(first.access_token),  # stored encrypted when keys are set
-                commands,
+                {name: part.query for name, part in planned.commands.items()},
                 Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s),
             )
     except PortalError as exc:
-        return _request_failed(rt, leases, exc)
+        return _request_failed(rt, [leases[i] for i in leases_sent], exc)
     rt.count_call(Outcome.DONE.value)
     refused: list[tuple[Lease, str]] = []
     delivered = 0
-    for name, lease in zip(commands, leases, strict=True):
-        answer = answers[name]
+    for index in leases_sent:
+        lease = leases[index]
+        answer = _combined([a for n, a in answers.items() if planned.commands[n].group == index])
         if answer.ok:
             reset_at = answer.time.get("operating_reset_at")
             settled = rt.buffer.settle(
@@ -172,6 +186,14 @@ def _call_and_settle(rt: Runtime, leases: list[Lease]) -> str:
             rt.send_flush(lease.group, settled.trigger)
     log.info("pack delivered", delivered=delivered, refused=len(refused))
     return "packed"
+
+
+def _combined(parts: list[Answer]) -> Answer:
+    """A group's answer from its commands': a success when all succeeded (the last `time`
+    block), else the first refusal or error (the whole group goes again: harmless)."""
+    failed = [a for a in parts if not a.ok]
+    refusals = [a for a in failed if a.not_packable]
+    return (refusals or failed or parts[-1:])[0]
 
 
 def _request_failed(rt: Runtime, leases: list[Lease], error: PortalError) -> str:

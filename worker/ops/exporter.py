@@ -38,6 +38,7 @@ COUNTERS = {
     "coalesced": "confirmations merged with a pending one of the same im.message_id",
     "deduplicated": "repeats of an im.message_id the group delivered within the dedup window",
     "rejected": "payloads rejected by validation",
+    "without_message_id": "confirmations accepted without message.id (the portal's external id)",
     "delivered": "confirmations the portal accepted",
     "dead_lettered": "confirmations dead-lettered",
     "rate_waits": "flushes that waited for the portal's rate budget",

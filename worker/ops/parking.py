@@ -7,8 +7,10 @@ in the same hash under `cpark:<connector>` (a JSON record with reason, descripti
 that portal's groups of that connector wait, its other connectors go on. Parked items stay in
 their groups and are counted; nothing is dead-lettered for a parking.
 
-Backoffs of the rate budget (QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT) share the portal fields
-but are waits, not parkings: they are not listed here.
+Backoffs of the rate budget (QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT) and of a portal that could
+not reach its OAuth server (CONNECTION_ERROR) share the portal fields but are waits, not parkings:
+they are not listed here. A CONNECTION_ERROR parking with no end is listed: the release before
+this one parked a portal so (an unknown 401) until someone unparks it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from worker.store.keys import Group, Keys, text
 from worker.store.scripts import PARKED
 
 CONNECTOR_PREFIX = "cpark:"
-#: portal waits that are the rate budget's, not parkings
-BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
+#: portal waits that are backoffs, not parkings (when they have an end)
+BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "CONNECTION_ERROR"})
 PORTAL_FIELDS = ("blocked_until", "block_reason", "block_description", "blocked_at")
 
 
@@ -49,7 +51,7 @@ def portal_parking(fields: dict[str, str], now: float) -> dict[str, Any] | None:
     """The portal's parking from its hash fields, or None when it is not parked."""
     until = float(fields.get("blocked_until") or 0)
     reason = fields.get("block_reason", "")
-    if until <= now or reason in BACKOFF_REASONS:
+    if until <= now or (reason in BACKOFF_REASONS and until < PARKED):
         return None
     return {
         "reason": reason,

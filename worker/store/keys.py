@@ -143,6 +143,10 @@ class Keys:
         """STRING 'task_id:at_ms', with expiry: the one delayed flush task scheduled."""
         return self._group(group, "trigger")
 
+    def warned_without_message_id(self, group: Group) -> str:
+        """STRING, with expiry: the group's confirmations without message.id were warned about."""
+        return self._group(group, "nomid")
+
     def delivered(self, group: Group) -> str:
         """ZSET im.message_id -> delivered at, for DELIVERY_DEDUP_WINDOW_S (expires with it)."""
         return self._group(group, "delivered")
