@@ -70,10 +70,11 @@ def rows() -> list[tuple[str, str, str, str]]:
 
 
 def markdown() -> str:
-    """The reference as one Markdown table, plus the limits the settings compute."""
-    out = ["| variable | default | accepts | meaning |", "|---|---|---|---|"]
+    """The reference as one Markdown table (two columns, so it fits a page: the variable and
+    its default, then its meaning and what it accepts), plus the limits the settings compute."""
+    out = ["| variable (default) | meaning (accepts) |", "|---|---|"]
     out += [
-        f"| `{name}` | {default} | {_cell(rule)} | {_cell(meaning)} |"
+        f"| `{name}`<br>{default} | {_cell(meaning)}<br>*accepts:* {_cell(rule)} |"
         for name, default, rule, meaning in rows()
     ]
     defaults = Settings()
