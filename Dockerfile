@@ -8,7 +8,8 @@ FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# This layer is reused until requirements.lock changes.
+# This layer is reused until requirements.lock changes. It holds the worker, flower and sentry
+# extras' pins, so SENTRY_DSN works in this image.
 COPY requirements.lock /tmp/requirements.lock
 RUN python -m venv /opt/b24d \
     && /opt/b24d/bin/pip install --require-hashes -r /tmp/requirements.lock

@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format bench capacity chaos clean lock promtool
+.PHONY: install run test docs lint format bench capacity chaos clean lock promtool
 
 # Every pin checked against its hash; then the project itself, editable (the console script).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -32,6 +32,13 @@ promtool:
 	       || { apt-get update -qq >/dev/null 2>&1 \
 	            && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; }; } \
 	  || echo "promtool not installed (needs root and apt-get): the alert-rule tests will skip"
+
+## the documentation site into site/ (mkdocs.yml): strict, so a broken link or anchor, a missing
+## page or a setting without its `#:` comment fails; then a check that no page loads anything
+## from the network. Offline: only the bootstrap above installs from PyPI.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	$(PY) -m devtools.docs_offline site
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -60,8 +67,8 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --cust
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(LOCK_ARGS) \
 		--output-file requirements-dev.lock
-	$(VENV)/bin/uv pip compile pyproject.toml --extra worker --extra flower $(LOCK_FLAGS) $(LOCK_ARGS) \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra worker --extra flower --extra sentry $(LOCK_FLAGS) $(LOCK_ARGS) \
 		--constraint requirements-dev.lock --output-file requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

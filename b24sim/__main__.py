@@ -36,17 +36,38 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--client-id", default="app.b24sim")
-    ap.add_argument("--client-secret", default="b24sim-secret")
+    ap.add_argument(
+        "--host", default="127.0.0.1", help="listen address, loopback only (default 127.0.0.1)"
+    )
+    ap.add_argument("--port", type=int, default=0, help="listen port (default 0: a free port)")
+    ap.add_argument(
+        "--client-id",
+        default="app.b24sim",
+        help="the OAuth application's client id its servers accept (default app.b24sim)",
+    )
+    ap.add_argument(
+        "--client-secret",
+        default="b24sim-secret",
+        help="the OAuth application's client secret its servers accept (default b24sim-secret)",
+    )
     ap.add_argument("--portal", action="append", default=[], help="member_id (repeatable)")
     ap.add_argument("--rate", type=float, default=None, help="leaky-bucket drain per second")
     ap.add_argument("--burst", type=float, default=None, help="leaky-bucket size")
     ap.add_argument("--enterprise", action="store_true", help="5/s, burst 250 defaults")
-    ap.add_argument("--token-ttl", type=float, default=3600.0)
+    ap.add_argument(
+        "--token-ttl",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="access token lifetime in seconds (default 3600, as Bitrix24's)",
+    )
     ap.add_argument("--connector", action="append", default=None, help="known connector(s)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the injected faults' random choices (default 0)",
+    )
     ap.add_argument(
         "--strict",
         action="store_true",
@@ -88,7 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the portals' batch refuses imconnector commands with CODE "
         "(ERROR_BATCH_METHOD_NOT_ALLOWED or WRONG_AUTH_TYPE)",
     )
-    ap.add_argument("--state-file", type=Path, default=None)
+    ap.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the printed state line (URLs, registrations) to PATH",
+    )
     ap.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     return ap
 

@@ -15,8 +15,12 @@ REST_ERRORS: dict[str, tuple[int, str]] = {
     "WRONG_AUTH_TYPE": (403, "Current authorization type is denied for this method"),
     "ERROR_ARGUMENT": (400, "Argument CONNECTOR, LINE or MESSAGES is null or empty"),
     "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, "No provider for the connector"),
-    # imconnector module source: the connector is not active on the line (undocumented)
+    # imconnector module source (input.php routing()): the connector is not in the portal's
+    # list of active connectors (undocumented; portal-wide, not per line)
     "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": (400, "Connector not specified"),
+    # imconnector module source: reachable from this method too (undocumented)
+    "IMCONNECTOR_COULD_NOT_GET_PROVIDER_OBJECT": (400, "Could not get the provider object"),
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_COMMAND": (400, "Command not specified"),
     # system errors any method may return
     "INTERNAL_SERVER_ERROR": (500, "Internal server error"),
     "ERROR_UNEXPECTED_ANSWER": (500, "Server returned an unexpected response"),
@@ -29,12 +33,17 @@ REST_ERRORS: dict[str, tuple[int, str]] = {
     "ACCESS_DENIED": (403, "REST API is available only on commercial plans."),
     "INVALID_CREDENTIALS": (403, "Invalid request credentials"),
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": (404, "Manifest is not available."),
+    # the docs list 403; every OAuth check error comes with 401 (rest/lib/oauthexception.php)
     "insufficient_scope": (
-        403,
+        401,
         "The request requires higher privileges than provided by the access token",
     ),
     "expired_token": (401, "The access token provided has expired."),
-    "user_access_error": (403, "The user does not have access to the application."),
+    "user_access_error": (401, "The user does not have access to the application."),
+    # rest/lib/oauth/auth.php: the portal could not reach its authorization server, and the
+    # application is not known to the portal any more
+    "CONNECTION_ERROR": (401, "Error connecting to authorization server"),
+    "APPLICATION_NOT_FOUND": (401, "Application not found"),
     # the docs' table says 500; the rest module source throws it with 403 (b24pysdk expects 410)
     "PORTAL_DELETED": (403, "Portal was deleted"),
     "OPERATION_TIME_LIMIT": (429, "Method is blocked due to operation time limit."),

@@ -1,15 +1,20 @@
-"""Per-method execution-time ("operating") accounting over N time buckets (``limits.md``)."""
+"""Per-method execution-time ("operating") accounting (``limits.md``).
+
+The time a method spent is summed over ten minutes counted from the first call in the oldest
+bucket, not aligned to whole minutes: a bucket opens at the first call after the previous one's
+``bucket_s`` ran out, and leaves the sum ``n_buckets * bucket_s`` after that first call.
+"""
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
 
 
 class OperatingMeter:
-    """Sums operating time in ``n_buckets`` buckets of ``bucket_s`` seconds (Unix time)."""
+    """Sums operating time in up to ``n_buckets`` buckets of ``bucket_s`` seconds, each opened
+    by a call (Unix time)."""
 
     def __init__(
         self,
@@ -23,37 +28,31 @@ class OperatingMeter:
         self.limit_s = float(limit_s)
         self.bucket_s = float(bucket_s)
         self.n_buckets = n_buckets
+        self.window_s = self.bucket_s * n_buckets
         self._clock = clock
-        self._buckets: dict[int, float] = {}
+        self._buckets: list[list[float]] = []  # [opened at (its first call), seconds summed]
         self._lock = threading.Lock()
 
-    def _index(self, now: float) -> int:
-        return math.floor(now / self.bucket_s)
-
     def _prune(self, now: float) -> None:
-        oldest = self._index(now) - self.n_buckets + 1
-        for k in [k for k in self._buckets if k < oldest]:
-            del self._buckets[k]
+        self._buckets = [b for b in self._buckets if b[0] + self.window_s > now]
 
     def _reset_at(self, now: float) -> float:
-        """When the window sum is back within the limit (else when the oldest bucket leaves)."""
-        keys = sorted(self._buckets)
-        if not keys:
-            return (self._index(now) + self.n_buckets) * self.bucket_s
-        total = sum(self._buckets.values())
-        for k in keys:
-            leave = (k + self.n_buckets) * self.bucket_s
-            total -= self._buckets[k]
+        """When the window sum is back within the limit (else when the newest bucket leaves)."""
+        if not self._buckets:
+            return now + self.window_s
+        total = sum(amount for _, amount in self._buckets)
+        for opened, amount in self._buckets:
+            total -= amount
             if total <= self.limit_s:
-                return leave
-        return (keys[-1] + self.n_buckets) * self.bucket_s
+                return opened + self.window_s
+        return self._buckets[-1][0] + self.window_s
 
     def check(self) -> tuple[bool, float, float]:
         """(blocked, operating sum, operating_reset_at) as of now."""
         with self._lock:
             now = self._clock()
             self._prune(now)
-            total = sum(self._buckets.values())
+            total = sum(amount for _, amount in self._buckets)
             return total > self.limit_s, total, self._reset_at(now)
 
     def add(self, amount: float) -> tuple[float, float]:
@@ -61,9 +60,11 @@ class OperatingMeter:
         with self._lock:
             now = self._clock()
             self._prune(now)
-            idx = self._index(now)
-            self._buckets[idx] = self._buckets.get(idx, 0.0) + amount
-            return sum(self._buckets.values()), self._reset_at(now)
+            if self._buckets and now < self._buckets[-1][0] + self.bucket_s:
+                self._buckets[-1][1] += amount
+            else:
+                self._buckets.append([now, amount])
+            return sum(amount for _, amount in self._buckets), self._reset_at(now)
 
     def reset(self) -> None:
         with self._lock:

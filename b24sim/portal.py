@@ -22,6 +22,8 @@ COUNTER_NAMES: tuple[str, ...] = (
     "error_argument_400",
     "no_provider_400",
     "not_active_connector_400",
+    "input_vars_truncated",  # batch commands whose query parse_str cut at max_input_vars
+    "batch_length_exceeded",  # batch commands past the 50th, refused unrun
     "success_false",  # injected HTTP 200 {"SUCCESS": false} answers
     "faults_injected",
     "redirects",  # calls at an old address answered with a redirect
@@ -38,12 +40,17 @@ COUNTER_NAMES: tuple[str, ...] = (
 class PortalConfig:
     """One simulated portal. ``rate_per_s``/``burst`` default to 2/50 (enterprise: 5/250).
 
-    ``connectors``: connector ids with a provider (None: any). ``lines``: line -> connector ids
-    active on it (None: any connector on any line); a known connector not active on the line
-    answers IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR. Ids are compared as the portal does
-    (lowercased, cut at the first "."). ``oauth_server``: index of the OAuth server that issues
-    its tokens (0: the main one). ``batch_refuse``: the error code this portal's ``batch`` answers
-    for imconnector.send.status.delivery commands (None: allowed, as the rest source implies).
+    ``connectors``: connector ids with a provider (None: any). ``active_connectors``: the portal's
+    list of active connectors (None: every connector with a provider); a known connector not in
+    it answers IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR (imconnector ``input.php``
+    ``routing()``, ``Connector::isConnector``). ``lines``: line -> connector ids switched on for
+    it (None: any connector on any line): the delivery path never reads it
+    (``receivingStatusDelivery`` has no line check; only ``receivingMessage`` answers
+    IMCONNECTOR_NOT_ACTIVE_LINE), so a delivery for a line whose connector is off succeeds.
+    Ids are compared as the portal does (lowercased, cut at the first "."). ``oauth_server``:
+    index of the OAuth server that issues its tokens (0: the main one). ``batch_refuse``: the
+    error code this portal's ``batch`` answers for imconnector.send.status.delivery commands
+    (None: allowed, as the rest source implies).
     """
 
     member_id: str
@@ -53,6 +60,7 @@ class PortalConfig:
     enterprise: bool = False
     token_ttl_s: float = 3600.0
     connectors: list[str] | None = None  # None: any connector is accepted
+    active_connectors: list[str] | None = None  # None: every connector with a provider
     lines: dict[int, list[str]] | None = None  # None: every connector is active on every line
     oauth_server: int = 0
     batch_refuse: str | None = None
@@ -75,6 +83,8 @@ class PortalConfig:
             raise ValueError("token_ttl_s must be > 0")
         if self.connectors is not None:
             self.connectors = [real_connector_id(c) for c in self.connectors]
+        if self.active_connectors is not None:
+            self.active_connectors = [real_connector_id(c) for c in self.active_connectors]
         if self.lines is not None:
             try:
                 self.lines = {

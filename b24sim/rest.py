@@ -158,8 +158,10 @@ class RestEndpoint:
         if not connector or (known is not None and connector not in known):
             self._count(p, "no_provider_400")
             return method_error("IMCONNECTOR_NO_CORRECT_PROVIDER")
-        lines = p.config.lines
-        if lines is not None and connector not in lines.get(line, []):
+        # input.php routing(): the connector must be in the portal's active list; the line is
+        # not checked on this path (receivingStatusDelivery), so config.lines plays no part
+        active = p.config.active_connectors
+        if active is not None and connector not in active:
             self._count(p, "not_active_connector_400")
             return method_error("IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR")
         total, reset_at = meter.add(p.config.operating_per_call_s)

@@ -55,13 +55,26 @@ def parse_php_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return result
 
 
+#: PHP's default ``max_input_vars``: ``parse_str`` registers no variable past it
+MAX_INPUT_VARS = 1000
+
+
+def parse_str(query: str, max_vars: int = MAX_INPUT_VARS) -> tuple[dict[str, Any], bool]:
+    """A batch command's query as PHP's ``parse_str`` reads it (``rest_util.php``
+    ``ParseBatchQuery``): at most ``max_vars`` variables, the rest dropped without an error
+    (PHP only warns). Returns the parameters and whether any were dropped."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return parse_php_pairs(pairs[:max_vars]), len(pairs) > max_vars
+
+
 def parse_params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
     """Merge query-string and body parameters (body wins). Raises ValueError on a bad JSON body."""
     params = parse_php_pairs(parse_qsl(query, keep_blank_values=True))
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
         return params
-    if "json" in content_type or text[:1] in "{[":
+    # the rest module decodes a JSON body only when the request says it is one
+    if content_type.split(";")[0].strip().lower() == "application/json":
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("JSON body must be an object")

@@ -18,6 +18,7 @@ from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.flush.flow import flush as flush_portal
 from worker.ingest import many
+from worker.ingest.message_id import note_missing
 from worker.ingest.validation import confirmation
 from worker.names import CONFIRM_MANY_TASK, CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
 from worker.ops.records import validated
@@ -54,8 +55,13 @@ def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
     """Validate one confirmation, add it to its group's buffer, make sure a flush is due."""
     with requeued_if_redis_is_unreachable():
         rt = runtime()
-        item = validated(rt, CONFIRM_TASK, confirmation, payload)
+        required = rt.settings.require_message_id
+        item = validated(
+            rt, CONFIRM_TASK, lambda p: confirmation(p, require_message_id=required), payload
+        )
         ingested = rt.buffer.ingest(item.group, item.message_id, item.element)
+        if self.request.retries == 0:
+            note_missing(rt, [item])
         rt.send_flush(item.group, ingested.trigger)
         if not ingested.replicated:
             # Not acknowledged: the message goes back to the broker and the ingest (coalesced
@@ -93,9 +99,16 @@ def sweep() -> int:
 def confirm_many(self: Task[Any, Any], /, **payload: Any) -> dict[str, int]:
     """Validate each confirmation on its own; ingest the valid ones, one script call per group."""
     rt = runtime()
-    limit = rt.settings.confirm_many_max
-    judged = validated(rt, CONFIRM_MANY_TASK, lambda p: many.judge(p, limit), payload)
+    limit, required = rt.settings.confirm_many_max, rt.settings.require_message_id
+    judged = validated(
+        rt,
+        CONFIRM_MANY_TASK,
+        lambda p: many.judge(p, limit, require_message_id=required),
+        payload,
+    )
     done = many.ingest(rt, judged, record_rejected=self.request.retries == 0)
+    if self.request.retries == 0:
+        note_missing(rt, judged.valid)
     if not done.replicated:
         # as delivery.confirm: again (each element coalesced with itself) until replicated
         if self.request.retries < REPLICA_RETRIES:

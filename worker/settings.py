@@ -38,12 +38,15 @@ class Settings:
     `RULES` (below); a `#:` comment above a field is its meaning in the configuration
     reference."""
 
+    #: the state store (and the broker unless CELERY_BROKER_URL is set); or kombu's Sentinel form
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: with REDIS_URL in kombu's Sentinel form, the name of the master the sentinels monitor
     redis_sentinel_master: str | None = None
     #: the Celery broker when it is not the state Redis (amqp:// for RabbitMQ)
     broker_url: str | None = None
+    #: the OAuth application's client id, for token refresh (without it a refresh parks the portal)
     client_id: str | None = None
+    #: the OAuth application's client secret; sent only to the token endpoint, never logged
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     #: the operator's token endpoint for every portal (an override, trusted as set); unset: each
     #: portal's server_endpoint host (when allowed), else DEFAULT_OAUTH_URL
@@ -53,25 +56,32 @@ class Settings:
     #: networks a portal's endpoints may resolve to, checked on every connection
     #: (worker/net/guard.py); `loopback` also allows http:// on loopback hosts
     allowed_endpoint_networks: str = "public"
+    #: prefix of every Redis key the pipeline owns
     key_prefix: str = "b24d"
     #: items per imconnector.send.status.delivery call (no documented maximum: stay conservative)
     batch_size: int = 50
     #: a partial batch waits at most this long after its oldest item
     flush_window_s: float = 1.0
-    #: the fleet-wide leaky bucket per portal; burst < 50 leaves room for the producer's own calls
+    #: each portal's fleet-wide budget: the leaky bucket's drain rate (registrations may override)
     rate_per_s: float = 2.0
+    #: ... and its burst (the portal allows 50: the rest is left for the connector's own calls)
     rate_burst: int = 45
     #: calls in flight per portal, fleet-wide (a slow portal holds at most this many worker slots)
     portal_max_inflight: int = 2
+    #: exponential backoff with equal jitter: attempt n waits in [d/2, d],
+    #: d = min(cap, base * 2^(n-1))
     backoff_base_s: float = 1.0
+    #: the longest backoff between two attempts
     backoff_cap_s: float = 300.0
     #: transient failures (5xx, network) before a batch's items are dead-lettered
     max_attempts: int = 8
     #: throttled items are retried without an attempt limit until this old
     max_age_s: float = 86_400.0
+    #: how long OVERLOAD_LIMIT (and PORTAL_DELETED, before its probe) parks a portal
     overload_park_s: float = 900.0
     #: wait for OPERATION_TIME_LIMIT when the portal gave no operating_reset_at
     operation_limit_wait_s: float = 60.0
+    #: connect limit of a call to a portal
     http_connect_timeout_s: float = 5.0
     #: Bitrix24 ends a request at 60 s: a shorter read timeout abandons calls that may succeed
     http_read_timeout_s: float = 65.0
@@ -83,10 +93,13 @@ class Settings:
     refresh_lock_ttl_s: float = 90.0
     #: task sent after each refresh the worker makes (the new auth block); None: off
     tokens_renewed_task: str | None = None
+    #: the queue the renewed-tokens task is sent to
     tokens_renewed_queue: str = "celery"
     #: task sent when a producer-owned portal needs fresh tokens; None: off
     token_request_task: str | None = None
+    #: the queue the token-request task is sent to
     token_request_queue: str = "celery"  # noqa: S105 (a queue name)
+    #: how often beat re-triggers overdue groups
     sweep_interval_s: float = 1.0
     #: the longest countdown ever given to Celery; longer waits go through the sweep
     max_countdown_s: float = 5.0
@@ -96,6 +109,7 @@ class Settings:
     consumer_ttl_s: float = 10.0
     #: a repeat of an im.message_id its group delivered this recently is not sent again (0: off)
     dedup_window_s: float = 600.0
+    #: rejected payloads kept for the operator (`b24-delivery rejected`)
     rejected_keep: int = 10_000
     #: `off`, or `batch`: pack a portal's due groups into one `batch` request (portal.register
     #: may override it per portal)
@@ -109,9 +123,14 @@ class Settings:
     portal_budget_window_s: float = 10.0
     #: most elements in one `delivery.confirm_many` message
     confirm_many_max: int = 500
+    #: 1: refuse a confirmation without message.id at ingest (the portal keeps it as the message's
+    #: external id); 0: accept it, counted as without_message_id and warned once per group
+    require_message_id: bool = False
+    #: `json` (lines), `console`, or `auto` (console on a terminal); the level is Celery's -l
     log_format: str = "auto"
     #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
     replica_acks: int = 0
+    #: how long an ingest waits for those replicas before it goes on (and is counted)
     replica_timeout_ms: int = 100
     #: errors (with secrets masked) to Sentry when set; needs the `sentry` extra
     sentry_dsn: str | None = dataclasses.field(default=None, repr=False)
@@ -334,6 +353,15 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _flag(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true"):
+        return True
+    if text in ("0", "false"):
+        return False
+    raise ValueError(raw)
+
+
 def _prefix(raw: str) -> str:
     if not raw or not all(c.isalnum() or c in "-_." for c in raw):
         raise ValueError(raw)
@@ -398,6 +426,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "portal_budget_share": (_number(float, 0.01, 1), "a share, from 0.01 to 1 (1: no limit)"),
     "portal_budget_window_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
     "confirm_many_max": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
+    "require_message_id": (_flag, "0 or 1"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),
     "replica_timeout_ms": (_number(int, 1, 60_000), "milliseconds, from 1 to 60000"),

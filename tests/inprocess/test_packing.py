@@ -244,3 +244,73 @@ def test_lines_do_not_multiply_tasks_or_calls(
     assert batch_requests(sim) == 1 and sim.counters(PORTAL)["calls"] == 1
     assert {a.line for a in sim.accepted(PORTAL)} == {1, 2, 3, 4}
     assert [c for c in sent.calls if c.name == FLUSH_TASK] == tasks, "no task per line"
+
+
+def _heavy(i: int) -> dict[str, Any]:
+    """A confirmation with 100 external ids (103 variables in a packed command)."""
+    return element(i) | {"message": {"id": [f"x{i}-{k}" for k in range(100)], "date": 1}}
+
+
+def test_a_group_over_php_max_input_vars_is_split_and_loses_nothing(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """rest_util.php ParseBatchQuery reads each command with parse_str, which drops variables
+    past max_input_vars (1000) under a SUCCESS: a group of 50 confirmations with 100 external ids
+    each (5202 variables) goes as seven commands of at most 900, and every id arrives."""
+    rt = make_rt(batch_size=50)
+    register(rt, sim)
+    group, light = line(1), line(2)
+    for i in range(1, 51):
+        rt.buffer.ingest(group, str(i), _heavy(i))
+    fill(rt, light, 1, first=100)  # a second ready group: the flush packs
+    assert flush(rt, group, "t") == "packed"
+    accepted = sim.accepted(PORTAL)
+    heavy = [a for a in accepted if a.line == 1]
+    assert sorted(int(a.im["message_id"]) for a in heavy) == list(range(1, 51))
+    assert all(len(a.message["id"]) == 100 for a in heavy)
+    assert {a.command for a in heavy} == {f"g0p{j}" for j in range(7)}
+    assert {a.command for a in accepted if a.line == 2} == {"g1"}
+    assert sim.counters(PORTAL)["input_vars_truncated"] == 0
+    assert batch_requests(sim) == 1 and stats(r)["delivered"] == 51
+
+
+def test_a_command_refused_as_past_the_fiftieth_is_sent_again_not_dead_lettered(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """rest_provider.php methodsBatch runs 50 commands and refuses the rest, each with
+    ERROR_BATCH_LENGTH_EXCEEDED in result_error: the group was not run, so it goes again."""
+    rt = make_rt(batch_size=1, max_attempts=1)  # a transient failure would dead-letter at once
+    register(rt, sim)
+    groups = [line(1), line(2)]
+    for i, g in enumerate(groups):
+        fill(rt, g, 1, first=i + 1)
+    sim.inject(Fault(error="ERROR_BATCH_LENGTH_EXCEEDED", target="batch_command", count=1))
+    assert flush(rt, groups[0], "t") == "packed"
+    assert not dead_letters(r)
+    assert sum(r.zcard(KEYS.queue(g)) for g in groups) == 1, "the refused one back in its queue"
+    wait_for(
+        lambda: flush(rt, groups[0], "t") and not any(r.zcard(KEYS.queue(g)) for g in groups), 5
+    )
+    assert sorted(int(a.im["message_id"]) for a in sim.accepted(PORTAL)) == [1, 2]
+    assert stats(r)["delivered"] == 2 and not dead_letters(r)
+
+
+def test_a_group_no_batch_request_can_carry_goes_as_one_direct_call(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """410 confirmations with 100 external ids each need 52 commands of at most 900 variables:
+    more than the 50 a `batch` runs. The group goes as one direct JSON call (no parse_str), after
+    the `batch` of the portal's other ready group."""
+    rt = make_rt(batch_size=410)
+    register(rt, sim)
+    group, light = line(1), line(2)
+    for i in range(1, 411):
+        rt.buffer.ingest(group, str(i), _heavy(i))
+    fill(rt, light, 1, first=1000)
+    assert flush(rt, group, "t") == "packed"
+    accepted = sim.accepted(PORTAL)
+    heavy = [a for a in accepted if a.line == 1]
+    assert sorted(int(a.im["message_id"]) for a in heavy) == list(range(1, 411))
+    assert {a.via for a in heavy} == {"direct"} and len({a.call_id for a in heavy}) == 1
+    assert {a.via for a in accepted if a.line == 2} == {"batch"}
+    assert batch_requests(sim) == 1 and stats(r)["delivered"] == 411

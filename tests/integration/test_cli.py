@@ -24,6 +24,7 @@ from tests.harness import (
     wait_for,
 )
 from worker.cli import parser
+from worker.store.keys import Keys
 
 SUBCOMMANDS = sorted(
     name
@@ -126,6 +127,20 @@ def test_enqueue_sends_delivery_confirm_from_flags_or_stdin(r: redis.Redis, redi
         ("delivery.confirm", sent["id"], confirmation("p1", 1)),
         ("delivery.confirm", piped["id"], confirmation("p1", 2)),
     ]
+
+
+def test_enqueue_to_an_unregistered_portal_warns_that_it_will_wait(
+    r: redis.Redis, redis_url: str
+) -> None:
+    done = run(redis_url, "enqueue", stdin=json.dumps(confirmation("p1", 1)))
+    [sent] = lines(done)  # exit 0: accepted, it waits for the portal's registration
+    assert [h["id"] for h, _ in queued(r)] == [sent["id"]]
+    assert done.stderr.startswith("b24-delivery: warning: portal 'p1' is not registered")
+    assert "portal.register" in done.stderr and len(done.stderr.splitlines()) == 1
+
+    r.sadd(Keys().portals, "p1")
+    done = run(redis_url, "enqueue", stdin=json.dumps(confirmation("p1", 2)))
+    assert lines(done) and done.stderr == "", "no warning for a registered portal"
 
 
 def test_register_sends_portal_register_with_masked_tokens(r: redis.Redis, redis_url: str) -> None:

@@ -55,7 +55,7 @@ def test_dead_letters_can_be_listed_replayed_and_purged(
     assert cli(redis_url, "dead", "list") == []
 
     counters = cli(redis_url, "stats")[0]
-    assert counters["delivered"] == "1" and counters["dead_lettered"] == "2"
+    assert counters["delivered"] == 1 and counters["dead_lettered"] == 2  # numbers, not strings
     portals = cli(redis_url, "portals")
     assert portals[0]["member_id"] == "p1" and portals[0]["domain"] == creds.domain
     assert creds.access_token not in json.dumps(portals)

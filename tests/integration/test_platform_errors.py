@@ -5,7 +5,8 @@ HTTP 200 SUCCESS:false, codes in any case. Each test prints what it led to (run 
 Platform facts checked: a portal that changed its address answers 301/302/307/308 with Location
 and the call is repeated there; errors carry no `time` block; PORTAL_DELETED comes with 403 (the
 rest module); IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR when the connector is not active on the
-line; older portals answered HTTP 200 SUCCESS:false; the SDKs match codes ignoring case.
+portal (imconnector input.php routing(); the delivery path reads no line); older portals
+answered HTTP 200 SUCCESS:false; the SDKs match codes ignoring case.
 """
 
 from __future__ import annotations
@@ -154,11 +155,11 @@ def test_wrong_client_from_the_token_endpoint_at_http_200_parks(
     assert not dead(fleet)
 
 
-def test_a_connector_not_active_on_the_line_parks_that_connector_only(
+def test_a_connector_not_active_on_the_portal_parks_that_connector_only(
     fleet: Fleet, sim: Simulator, redis_url: str
 ) -> None:
     config = PortalConfig(
-        member_id="p1", connectors=["myconnector", "other"], lines={107: ["other"]}
+        member_id="p1", connectors=["myconnector", "other"], active_connectors=["other"]
     )
     p = start(fleet, sim, redis_url, config)
     p.confirm(**confirmation("p1", 1, connector="myconnector"))
@@ -179,7 +180,7 @@ def test_a_connector_not_active_on_the_line_parks_that_connector_only(
     assert shown["block_reason"] == "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR"
     assert shown["pending"] == 2
     report("IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR, parked", sim, fleet, "p1")
-    sim.portal_config("p1").lines = None  # the operator activates the connector on the line
+    sim.portal_config("p1").active_connectors = None  # the operator activates the connector
     [done] = lines(run(redis_url, "unpark", "p1", "--connector", "myconnector"))
     assert done == {"portal": "p1", "cleared": True, "groups_due": 2}
     wait_for(lambda: set(delivered_ids(sim, "p1")) == {1, 2, 3, 4, 5}, what="after unpark")

@@ -31,6 +31,7 @@ from tests.harness import (
     stats,
     wait_for,
 )
+from worker.release import version
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +104,9 @@ def test_the_installed_wheel_delivers_a_confirmation_from_outside_the_tree(
     where = _run([str(bin_dir / "python"), "-c", "import worker; print(worker.__file__)"], home)
     assert where.stdout.startswith(str(env_dir)), "the package comes from the venv"
     _run([cli, "simulator", "--help"], home, env=env)
-    assert json.loads(_run([cli, "stats"], home, env=env).stdout)["groups_due"] == "0"
+    # the version comes from the installed wheel's metadata, not from the source tree
+    assert _run([cli, "--version"], home, env=env).stdout == f"b24-delivery {version()}\n"
+    assert json.loads(_run([cli, "stats"], home, env=env).stdout)["groups_due"] == 0
     for extra_command in (["dead", "list"], ["metrics", "--port", "0"]):
         needs = subprocess.run(
             [cli, *extra_command], cwd=home, env=env, capture_output=True, text=True, check=False

@@ -1,6 +1,7 @@
 """``batch`` (settings/how-to-call-rest-api/batch.md, the rest module source).
 
-Facts checked: up to 50 commands per request (more: ERROR_BATCH_LENGTH_EXCEEDED, 400), counted as
+Facts checked: up to 50 commands run per request (more: the first 50 run, each extra one gets
+ERROR_BATCH_LENGTH_EXCEEDED in result_error, HTTP 200: rest_provider.php methodsBatch), counted as
 one request by the leaky bucket; body ``{"halt", "cmd": {name: "method?query"}, "auth"}`` with
 nested arrays encoded PHP-style (``MESSAGES[0][im][chat_id]=323``, as b24pysdk and fast_bitrix24
 encode them); answer HTTP 200 with result, result_error, result_total, result_next, result_time;
@@ -92,16 +93,25 @@ def test_one_slot_of_the_bucket(sim: Simulator, session: requests.Session) -> No
     assert (r.status_code, r.json()["error"]) == (503, "QUERY_LIMIT_EXCEEDED")
 
 
-def test_more_than_50_commands(
+def test_more_than_50_commands_run_the_first_50_and_refuse_the_rest(
     sim: Simulator, creds: Credentials, session: requests.Session
 ) -> None:
-    r = batch(session, creds, {f"c{i}": command(i) for i in range(51)})
-    assert r.status_code == 400
-    assert r.json() == {
-        "error": "ERROR_BATCH_LENGTH_EXCEEDED",
-        "error_description": "Max batch length exceeded",
+    """rest_provider.php methodsBatch: commands past the 50th are not run; each gets
+    ERROR_BATCH_LENGTH_EXCEEDED in result_error, and the request is still HTTP 200."""
+    r = batch(session, creds, {f"c{i}": command(i + 1) for i in range(53)})
+    assert r.status_code == 200
+    res = r.json()["result"]
+    assert set(res["result"]) == {f"c{i}" for i in range(50)}
+    assert res["result_error"] == {
+        f"c{i}": {
+            "error": "ERROR_BATCH_LENGTH_EXCEEDED",
+            "error_description": "Max batch length exceeded",
+        }
+        for i in (50, 51, 52)
     }
-    assert sim.accepted() == []
+    assert sorted(r.line for r in sim.accepted("m1")) == list(range(1, 51))
+    counters = sim.counters("m1")
+    assert (counters["batch_commands"], counters["batch_length_exceeded"]) == (50, 3)
 
 
 def test_each_command_checked_on_its_own(

@@ -26,13 +26,20 @@ DOCUMENTED = {
     "ACCESS_DENIED": 403,
     "INVALID_CREDENTIALS": 403,
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": 404,
-    "insufficient_scope": 403,
+    # the docs list 403; the OAuth check's errors come with 401 (rest/lib/oauthexception.php)
+    "insufficient_scope": 401,
     "expired_token": 401,
-    "user_access_error": 403,
+    "user_access_error": 401,
+    # rest/lib/oauth/auth.php: the portal could not reach its authorization server; the
+    # application is not known to the portal any more
+    "CONNECTION_ERROR": 401,
+    "APPLICATION_NOT_FOUND": 401,
     "PORTAL_DELETED": 403,  # the docs' table says 500; the rest module source throws 403
     "OPERATION_TIME_LIMIT": 429,
     # imconnector module source
     "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": 400,
+    "IMCONNECTOR_COULD_NOT_GET_PROVIDER_OBJECT": 400,
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_COMMAND": 400,
     # seen in the official SDKs (statuses other than invalid_token's are the simulator's choice)
     "invalid_token": 401,
     "NOT_INSTALLED": 403,

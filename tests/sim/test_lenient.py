@@ -4,7 +4,9 @@
 Facts checked: top-level parameter names are matched case-insensitively; MESSAGES element keys
 are lowercased; the connector id is lowercased and cut at its first "."; ERROR_ARGUMENT only for a
 missing or null CONNECTOR/LINE/MESSAGES; ``MESSAGES: []`` succeeds; element ids are not checked;
-a connector not active on the line answers IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR (400).
+a connector not active on the portal answers IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR (400,
+``lib/provider/base/input.php`` ``routing()``), while one switched off on a line still confirms
+delivery (``receivingStatusDelivery`` reads no line).
 """
 
 from __future__ import annotations
@@ -113,23 +115,41 @@ def _without(body: dict[str, Any], name: str) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != name}
 
 
-def test_connector_not_active_on_the_line(sim: Simulator, session: requests.Session) -> None:
+def test_a_connector_switched_off_on_a_line_still_confirms_delivery(
+    sim: Simulator, session: requests.Session
+) -> None:
+    """imconnector receivingStatusDelivery has no line check (only receivingMessage answers
+    IMCONNECTOR_NOT_ACTIVE_LINE): a delivery for a line whose connector is off succeeds."""
     c = sim.add_portal(
         PortalConfig(member_id="ln", connectors=["Telegram", "viber"], lines={3: ["TELEGRAM"]})
     )
+    for connector, line in (("telegram.bot1", 3), ("viber", 3), ("telegram", 4)):
+        r = call(session, c, payload(c, CONNECTOR=connector, LINE=line))
+        assert (r.status_code, r.json()["result"]["SUCCESS"]) == (200, True)
+    assert sim.counters("ln")["not_active_connector_400"] == 0
+
+
+def test_a_connector_not_active_on_the_portal(sim: Simulator, session: requests.Session) -> None:
+    """imconnector input.php routing(): a connector missing from the portal's list of active
+    connectors (Connector::isConnector) answers IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR, on
+    every line; one with no provider answers IMCONNECTOR_NO_CORRECT_PROVIDER."""
+    c = sim.add_portal(
+        PortalConfig(
+            member_id="ac", connectors=["Telegram", "viber"], active_connectors=["TELEGRAM"]
+        )
+    )
     ok = call(session, c, payload(c, CONNECTOR="telegram.bot1", LINE=3))
     assert ok.status_code == 200
-    r = call(session, c, payload(c, CONNECTOR="viber", LINE=3))
-    assert r.status_code == 400
-    assert r.json() == {
-        "error": "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR",
-        "error_description": "Connector not specified",
-    }
-    other = call(session, c, payload(c, CONNECTOR="telegram", LINE=4))
-    assert other.json()["error"] == "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR"
+    for line in (3, 4):
+        r = call(session, c, payload(c, CONNECTOR="viber", LINE=line))
+        assert r.status_code == 400
+        assert r.json() == {
+            "error": "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR",
+            "error_description": "Connector not specified",
+        }
     unknown = call(session, c, payload(c, CONNECTOR="whatsapp", LINE=3))
     assert unknown.json()["error"] == "IMCONNECTOR_NO_CORRECT_PROVIDER"
-    counters = sim.counters("ln")
+    counters = sim.counters("ac")
     assert (counters["not_active_connector_400"], counters["no_provider_400"]) == (2, 1)
 
 

@@ -31,3 +31,14 @@ def test_a_timed_parking_ends_by_itself() -> None:
 def test_backoffs_of_the_rate_budget_are_not_parkings() -> None:
     for reason in ("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"):
         assert portal_parking({"blocked_until": "300", "block_reason": reason}, now=200.0) is None
+
+
+def test_a_connection_error_backoff_is_a_wait_but_an_endless_one_is_listed() -> None:
+    # CONNECTION_ERROR (the portal could not reach its OAuth server) backs off portal-wide
+    fields = {"blocked_until": "300", "block_reason": "CONNECTION_ERROR"}
+    assert portal_parking(fields, now=200.0) is None
+    # the release before parked a portal so until unpark: listed, so an operator can find it
+    old = {"blocked_until": str(PARKED), "block_reason": "CONNECTION_ERROR", "blocked_at": "1"}
+    parking = portal_parking(old, now=200.0)
+    assert parking is not None and parking["reason"] == "CONNECTION_ERROR"
+    assert parking["until"] == "portal.register or unpark"

@@ -5,16 +5,21 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker.flush.policy import (
+    BATCH_ONLY,
     OAUTH_CODES,
     OWN_CODES,
     REST_CODES,
     Action,
     Backoff,
+    Decision,
     Outcome,
     canonical,
     classify,
+    classify_command,
     compute_backoff,
     decide,
 )
@@ -34,6 +39,8 @@ DOCUMENTED = {
     "ERROR_ARGUMENT": (400, Outcome.PERMANENT),
     "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, Outcome.CONNECTOR_BLOCKED),
     "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": (400, Outcome.CONNECTOR_BLOCKED),
+    "IMCONNECTOR_COULD_NOT_GET_PROVIDER_OBJECT": (400, Outcome.CONNECTOR_BLOCKED),
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_COMMAND": (400, Outcome.CONNECTOR_BLOCKED),
     "INTERNAL_SERVER_ERROR": (500, Outcome.TRANSIENT),
     "ERROR_UNEXPECTED_ANSWER": (500, Outcome.TRANSIENT),
     "QUERY_LIMIT_EXCEEDED": (503, Outcome.THROTTLED),
@@ -49,6 +56,8 @@ DOCUMENTED = {
     "insufficient_scope": (403, Outcome.DENIED),
     "expired_token": (401, Outcome.AUTH),
     "user_access_error": (403, Outcome.DENIED),
+    "CONNECTION_ERROR": (401, Outcome.UNREACHABLE),
+    "APPLICATION_NOT_FOUND": (401, Outcome.AUTH_BROKEN),
     "PAYMENT_REQUIRED": (None, Outcome.DENIED),
     "PORTAL_DELETED": (None, Outcome.CLOSED),
     "OPERATION_TIME_LIMIT": (429, Outcome.OPERATION_LIMIT),
@@ -68,6 +77,10 @@ OAUTH = {
     "NOT_INSTALLED": Outcome.AUTH_BROKEN,
     "authorization_error": Outcome.AUTH_BROKEN,
 }
+
+
+def test_every_row_is_documented_here_too() -> None:
+    assert set(REST_CODES) == set(DOCUMENTED)
 
 
 @pytest.mark.parametrize(("code", "expected"), sorted(DOCUMENTED.items()))
@@ -221,3 +234,85 @@ def test_backoff_grows_exponentially_within_the_cap() -> None:
     for attempt in range(1, 12):
         ceiling = min(60.0, 2.0 ** (attempt - 1))
         assert ceiling / 2 <= compute_backoff(attempt, 1.0, 60.0, rng) <= ceiling
+
+
+# Inside `batch` a command's error has no HTTP status (rest_provider.php methodsBatch puts each
+# command's {error, error_description} in result_error of an HTTP 200 answer).
+BATCH_EXCEPTIONS = {
+    "WRONG_AUTH_TYPE": Outcome.NOT_PACKABLE,
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": Outcome.NOT_PACKABLE,
+    "ERROR_BATCH_LENGTH_EXCEEDED": Outcome.RESEND,
+}
+
+
+def _decision(outcome: Outcome, failures: int = 1, age_s: float = 10.0) -> Decision:
+    return decide(
+        outcome,
+        failures=failures,
+        age_s=age_s,
+        backoff=BACKOFF,
+        now=1000.0,
+        reset_at=1042.0,
+        rng=random.Random(7),
+    )
+
+
+@pytest.mark.parametrize("code", sorted(REST_CODES))
+def test_every_row_reaches_the_same_decision_direct_and_inside_batch(code: str) -> None:
+    status = REST_CODES[code][0]
+    direct = classify(status, code)
+    inside = classify_command(code)
+    if code in BATCH_EXCEPTIONS:
+        assert inside is BATCH_EXCEPTIONS[code]
+        assert direct is REST_CODES[code][1]  # a direct call keeps the code's own row
+        return
+    assert inside is direct
+    for failures, age_s in ((0, 1.0), (4, 10.0), (0, 3600.0)):
+        assert _decision(direct, failures, age_s) == _decision(inside, failures, age_s)
+
+
+def test_the_batch_exceptions_are_exactly_the_deliberate_ones() -> None:
+    assert {c: o for c, o in BATCH_ONLY.items() if c in REST_CODES} == BATCH_EXCEPTIONS
+    assert classify_command("error_method_not_found") is Outcome.NOT_PACKABLE
+
+
+def test_status_only_rows_apply_to_direct_calls() -> None:
+    # an unknown code: its status decides on a direct call; inside batch there is none
+    assert classify(400, "SOMETHING_NEW") is Outcome.PERMANENT
+    assert classify_command("SOMETHING_NEW") is Outcome.TRANSIENT
+    assert classify(None, "SUCCESS_FALSE") is Outcome.PERMANENT  # the call's own code
+
+
+def test_a_not_packable_command_goes_back_at_once_without_a_failure() -> None:
+    d = _decision(Outcome.NOT_PACKABLE)
+    assert d == Decision(Action.RETRY)
+
+
+def test_a_command_beyond_the_fiftieth_is_sent_again_never_dead_lettered() -> None:
+    assert _decision(Outcome.RESEND, failures=0) == Decision(Action.RETRY, 0.0, counts_failure=True)
+    for failures in (1, 4, 5, 50):
+        for age_s in (1.0, 3600.0, 1e9):
+            d = _decision(Outcome.RESEND, failures, age_s)
+            assert d.action is Action.RETRY and 0 < d.delay_s <= BACKOFF.cap_s
+
+
+def test_connection_error_backs_off_portal_wide_without_refresh_or_parking() -> None:
+    assert classify(401, "CONNECTION_ERROR") is Outcome.UNREACHABLE
+    assert classify(401, "connection_error") is Outcome.UNREACHABLE
+    for failures in (0, 4, 5, 100):  # no attempt limit: past max_attempts it still retries
+        d = _decision(Outcome.UNREACHABLE, failures, age_s=BACKOFF.max_age_s - 1)
+        assert d.action is Action.RETRY and d.portal_wide and d.counts_failure
+        assert 0 < d.delay_s <= BACKOFF.cap_s
+    assert _decision(Outcome.UNREACHABLE, 0, age_s=BACKOFF.max_age_s).action is Action.DEAD_LETTER
+
+
+def test_application_not_found_parks_like_not_installed() -> None:
+    assert _decision(classify(401, "APPLICATION_NOT_FOUND")) == _decision(
+        classify(None, "NOT_INSTALLED")
+    )
+
+
+@given(st.text(max_size=120))
+def test_any_command_code_has_a_row(code: str) -> None:
+    assert isinstance(classify_command(code), Outcome)
+    assert isinstance(_decision(classify_command(code)), Decision)

@@ -22,6 +22,7 @@ def test_defaults_match_the_contract() -> None:
     assert s.client_id is None and s.client_secret is None
     assert s.batch_size == 50 and s.flush_window_s == 1.0
     assert s.broker_url is None and s.broker == s.redis_url and s.dedup_window_s == 600
+    assert s.require_message_id is False
 
 
 def test_every_setting_has_an_env_name_and_a_rule() -> None:
@@ -60,12 +61,18 @@ def test_values_are_parsed() -> None:
         ("BITRIX24_OAUTH_HOSTS", "oauth.bitrix.info:http", "host:port"),
         ("DELIVERY_ALLOWED_ENDPOINT_NETWORKS", "public,internet", "public, private, loopback"),
         ("DELIVERY_TOKENS_RENEWED_TASK", "bad name!", "a task name"),
+        ("DELIVERY_REQUIRE_MESSAGE_ID", "yes", "0 or 1"),
     ],
 )
 def test_invalid_values_name_the_variable_and_the_rule(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({name: value})
     assert name in str(info.value) and message in str(info.value)
+
+
+def test_require_message_id_is_a_flag() -> None:
+    assert Settings.from_env({"DELIVERY_REQUIRE_MESSAGE_ID": "1"}).require_message_id is True
+    assert Settings.from_env({"DELIVERY_REQUIRE_MESSAGE_ID": "0"}).require_message_id is False
 
 
 def test_cross_field_rules() -> None:

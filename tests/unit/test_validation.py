@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.harness import confirmation as payload
 from worker.errors import InvalidInput
@@ -41,6 +43,35 @@ def test_invalid_confirmations_name_field_and_rule(change: dict[str, Any], messa
     with pytest.raises(InvalidInput) as info:
         confirmation({**payload("p1", 1), **change})
     assert str(info.value).startswith(message)
+
+
+def test_message_id_is_optional_unless_required() -> None:
+    """The method's spec makes `message` optional; DELIVERY_REQUIRE_MESSAGE_ID=1 refuses a
+    confirmation without message.id, naming the field and the rule."""
+    bare = {k: v for k, v in payload("p1", 1).items() if k != "message"}
+    dated = {**bare, "message": {"date": 1738065600}}
+    for body in (bare, dated, {**bare, "message": None}):
+        assert not confirmation(body).has_message_id
+        with pytest.raises(InvalidInput) as info:
+            confirmation(body, require_message_id=True)
+        assert info.value.field == "message.id"
+        assert "DELIVERY_REQUIRE_MESSAGE_ID=1" in str(info.value)
+        assert str(info.value).startswith("message.id is required")
+    full = confirmation(payload("p1", 1), require_message_id=True)
+    assert full.has_message_id and full.element["message"]["id"] == ["ext-1"]
+
+
+@given(st.dictionaries(st.sampled_from(["id", "date", "x"]), st.none() | st.integers() | st.text()))
+def test_require_message_id_returns_or_names_the_field(message: dict[str, Any]) -> None:
+    body = {**payload("p1", 1), "message": message}
+    try:
+        got = confirmation(body, require_message_id=True)
+    except InvalidInput as exc:
+        field = exc.field
+    else:
+        field = ""
+        assert got.has_message_id
+    assert field == "" or field.startswith("message")
 
 
 def test_missing_required_fields() -> None:

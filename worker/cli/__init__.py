@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from worker.cli import dead, health, inspect, metrics, parking, produce, rotate_keys, simulator
 from worker.cli.common import USAGE_ERROR, UserError, fail
+from worker.release import version
 
 #: every group of subcommands, in `--help` order
 COMMANDS = (inspect, parking, dead, rotate_keys, produce, simulator, metrics, health)
@@ -23,6 +24,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="b24-delivery",
         description="Operate b24-delivery: inspect the buffer, manage portals, produce work.",
+    )
+    ap.add_argument(
+        "--version", action="version", version=f"b24-delivery {version()}", help="print the version"
     )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:

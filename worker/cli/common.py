@@ -30,6 +30,11 @@ def fail(message: str) -> int:
     return USAGE_ERROR
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr; the command goes on (its exit status is not changed)."""
+    sys.stderr.write(f"b24-delivery: warning: {message}\n")
+
+
 def emit(record: Any) -> None:
     """One JSON line on stdout."""
     sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")

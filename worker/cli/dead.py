@@ -17,7 +17,11 @@ def register(sub: Subparsers) -> None:
             "their groups with fresh attempts. purge: drop them. --portal and --id narrow it."
         ),
     )
-    dead.add_argument("action", choices=("list", "replay", "purge"))
+    dead.add_argument(
+        "action",
+        choices=("list", "replay", "purge"),
+        help="list them, replay them (back into their groups), or purge them",
+    )
     dead.add_argument("--portal", help="only this portal's dead letters (member_id)")
     dead.add_argument(
         "--id", action="append", dest="ids", metavar="ID", help="only this one (repeatable)"

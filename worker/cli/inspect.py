@@ -61,15 +61,30 @@ def _positive(raw: str) -> int:
     return value
 
 
+def number(raw: str) -> int | float | str:
+    """A stats hash value as a JSON number (counters are integers, sums may be fractions); a
+    value that is not a number stays as it is."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
 def _stats(args: argparse.Namespace) -> int:
     from worker.store.keys import text
 
     s = settings()
     client, k = connect(s), keys(s)
     raw = {text(key): text(value) for key, value in client.hgetall(k.stats).items()}
-    counters = {key: value for key, value in sorted(raw.items()) if "_bucket:" not in key}
-    counters["dead_letters_kept"] = str(client.zcard(k.dead))
-    counters["groups_due"] = str(client.zcard(k.due))
+    counters: dict[str, int | float | str] = {
+        key: number(value) for key, value in sorted(raw.items()) if "_bucket:" not in key
+    }
+    counters["dead_letters_kept"] = int(client.zcard(k.dead))
+    counters["groups_due"] = int(client.zcard(k.due))
     emit(counters)
     return 0
 

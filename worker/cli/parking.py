@@ -26,7 +26,9 @@ def register(sub: Subparsers) -> None:
         description=(
             "One JSON line per parking: member_id, connector (null: the whole portal), "
             "block_reason, description, since, blocked_until (Unix seconds; 'until registered' "
-            "when it waits for portal.register or unpark), pending (items kept). Then one line "
+            "when it waits for portal.register or unpark), pending (items kept). A portal with "
+            "pending confirmations but no registration is listed too, block_reason "
+            "'unregistered' (they go out after its portal.register). Then one line "
             "per portal that refused packed calls: member_id, packing_off_at, "
             "packing_off_reason (its groups go one call each until a registration asks for "
             "packing again)."

@@ -2,7 +2,9 @@
 
 Both validate the payload here first (the worker validates it again), so a mistake is one line
 on stderr, exit 2, and nothing is sent. Tokens come only from stdin, never from flags: flags
-show in `ps` and in shell history.
+show in `ps` and in shell history. A confirmation for a portal that is not registered is sent
+all the same (exit 0: it was accepted, and waits for the portal's portal.register), with a
+warning on stderr saying so.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from worker.cli.common import Subparsers, UserError, emit, read_json_object, settings
+from worker.cli.common import Subparsers, UserError, emit, read_json_object, settings, warn
 
 _FLAGS = ("portal", "connector", "line", "chat_id", "message_id")
 
@@ -22,7 +24,10 @@ def register(sub: Subparsers) -> None:
         description=(
             "Send one confirmation as the delivery.confirm task. Give it with flags "
             "(--portal --connector --line --chat-id --message-id, optionally --external-id, "
-            "--date, --chat) or, with no flags, as a JSON object on stdin."
+            "--date, --chat) or, with no flags, as a JSON object on stdin. Exit 0 once the "
+            "broker has it; 2 for invalid input (nothing sent). For a portal that is not "
+            "registered yet it is sent too, exit 0, with a warning on stderr: it waits, "
+            "parked as unregistered, until the portal's portal.register."
         ),
     )
     enqueue.add_argument("--portal", help="the portal's member_id")
@@ -85,8 +90,32 @@ def _enqueue(args: argparse.Namespace) -> int:
     if payload is None:
         payload = read_json_object("enqueue")
     confirmation(payload)  # InvalidInput: one line naming the field and the rule
+    registered = _registered(str(payload["portal"]))
     emit({"task": CONFIRM, "id": _send(CONFIRM, payload, secret=False)})
+    if registered is False:
+        warn(
+            f"portal {payload['portal']!r} is not registered: the confirmation waits (parked, "
+            "reason unregistered) until a portal.register for it arrives"
+        )
     return 0
+
+
+def _registered(portal: str) -> bool | None:
+    """Whether the state Redis knows the portal; None when Redis cannot tell (the send does not
+    depend on it: the broker may be another server)."""
+    import redis
+
+    from worker.cli.common import connect, keys
+
+    s = settings()
+    try:
+        client = connect(s)
+        try:
+            return bool(client.sismember(keys(s).portals, portal))
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return None
 
 
 def _register(args: argparse.Namespace) -> int:

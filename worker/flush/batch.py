@@ -11,6 +11,12 @@ spelled the way PHP (and the official SDKs, which feed PHP) spell them:
 `MESSAGES[0][im][chat_id]=323`, keys and values percent-encoded. The answer (HTTP 200) carries
 each command's own answer in `result.result[name]` or `result.result_error[name]`; anything
 else fails the request as a whole.
+
+The platform reads each command's query with PHP's `parse_str` (`rest_util.php`
+`ParseBatchQuery`), which stops at `max_input_vars` (PHP's default 1000) without an error: the
+confirmations past it would be lost while the answer says `SUCCESS`. `plan()` therefore counts the
+variables each command encodes and keeps every one at or under `COMMAND_MAX_VARS`, splitting a
+group's items over several commands, and never puts more than `MAX_COMMANDS` in one request.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ from urllib.parse import quote_plus
 
 from worker.errors import PortalError
 from worker.flush.call import METHOD, Timeouts, error_from, read_json, request
-from worker.flush.policy import Outcome, classify
+from worker.flush.policy import BATCH_ONLY, Outcome, canonical, classify_command
 from worker.net.guard import url_problem
 
 BATCH = "batch"
+#: PHP's default `max_input_vars`: `parse_str` silently drops every variable past it
+PHP_MAX_INPUT_VARS = 1000
+#: the most variables one packed command encodes: PHP's default less a margin
+COMMAND_MAX_VARS = 900
+#: commands in one `batch` request (`rest_provider.php` `methodsBatch` runs no more)
+MAX_COMMANDS = 50
 #: a command answered with one of these: this method may not run inside `batch` on this portal
-#: (the platform's own code for refused methods; WRONG_AUTH_TYPE when a command does not inherit
-#: the request's auth type; an unknown method where a direct call knows it)
-NOT_PACKABLE = frozenset(
-    {"ERROR_BATCH_METHOD_NOT_ALLOWED", "WRONG_AUTH_TYPE", "ERROR_METHOD_NOT_FOUND"}
-)
+#: (the policy's `BATCH_ONLY` rows; worker/flush/policy.py says why each)
+NOT_PACKABLE = frozenset(c for c, o in BATCH_ONLY.items() if o is Outcome.NOT_PACKABLE)
 
 
 def _scalar(value: Any) -> str:
@@ -71,6 +80,78 @@ def command(connector: str, line: int, messages: list[dict[str, Any]]) -> str:
     return f"{METHOD}?{php_query({'CONNECTOR': connector, 'LINE': line, 'MESSAGES': messages})}"
 
 
+def element_variables(element: Mapping[str, Any]) -> int:
+    """The variables one `MESSAGES` element encodes (one per leaf: `im` two, `message.id` one
+    per external id, `message.date`, `chat.id`)."""
+    return len(_pairs("M", element))
+
+
+@dataclass(frozen=True)
+class Part:
+    """Some of one group's items as one command: `elements[start:stop]` of group `group`."""
+
+    group: int
+    start: int
+    stop: int
+    query: str
+    variables: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One `batch` request's commands by name; the groups that did not fit in it (back to their
+    queue at once, for the next call); the groups no request can carry (a direct call)."""
+
+    commands: dict[str, Part]
+    left: list[int]
+    direct: list[int]
+
+
+def _split(elements: list[dict[str, Any]], max_vars: int) -> list[tuple[int, int, int]] | None:
+    """`elements` cut in order into runs of at most `max_vars` variables each, with CONNECTOR and
+    LINE; None when one element alone is over it."""
+    runs: list[tuple[int, int, int]] = []
+    start, used = 0, 2
+    for i, element in enumerate(elements):
+        n = element_variables(element)
+        if n + 2 > max_vars:
+            return None
+        if used + n > max_vars:
+            runs.append((start, i, used))
+            start, used = i, 2
+        used += n
+    runs.append((start, len(elements), used))
+    return runs
+
+
+def plan(
+    groups: list[tuple[str, int, list[dict[str, Any]]]],
+    *,
+    max_commands: int = MAX_COMMANDS,
+    max_vars: int = COMMAND_MAX_VARS,
+) -> Plan:
+    """The commands for `groups` (connector, line, elements), in order: each command at most
+    `max_vars` variables, at most `max_commands` commands. A group is sent whole or not at all:
+    one that does not fit after others is left for the next call; one that fits in no request
+    (with a huge DELIVERY_BATCH_SIZE) goes as a direct JSON call, which has no such limit."""
+    commands: dict[str, Part] = {}
+    left: list[int] = []
+    direct: list[int] = []
+    for index, (connector, line, elements) in enumerate(groups):
+        runs = _split(elements, max_vars)
+        if runs is None or len(runs) > max_commands:
+            direct.append(index)
+            continue
+        if left or len(commands) + len(runs) > max_commands:
+            left.append(index)  # the order of readiness is kept: none overtakes it
+            continue
+        for j, (start, stop, used) in enumerate(runs):
+            name = f"g{index}" if len(runs) == 1 else f"g{index}p{j}"
+            query = command(connector, line, elements[start:stop])
+            commands[name] = Part(index, start, stop, query, used)
+    return Plan(commands, left, direct)
+
+
 @dataclass(frozen=True)
 class Answer:
     """One command's answer: success (with its `time` block), or its error."""
@@ -81,7 +162,7 @@ class Answer:
 
     @property
     def not_packable(self) -> bool:
-        return self.error is not None and self.error.code in NOT_PACKABLE
+        return self.error is not None and self.error.outcome is Outcome.NOT_PACKABLE
 
 
 def _as_map(value: Any) -> dict[str, Any]:
@@ -98,9 +179,9 @@ def _answer(
 ) -> Answer:
     if name in errors:
         err = errors[name] if isinstance(errors[name], dict) else {}
-        code = str(err.get("error") or "ERROR_UNEXPECTED_ANSWER")[:100]
+        code = canonical(str(err.get("error") or "ERROR_UNEXPECTED_ANSWER")[:100])
         description = str(err.get("error_description", ""))[:300]
-        return Answer(False, error=PortalError(classify(None, code), code, description))
+        return Answer(False, error=PortalError(classify_command(code), code, description))
     result = results.get(name)
     if isinstance(result, dict) and result.get("SUCCESS") is True:
         time_block = times.get(name)

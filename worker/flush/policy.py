@@ -1,8 +1,15 @@
 """The retry policy: every Bitrix24 outcome as a row of a table, and pure functions over it.
 
-`classify` turns (HTTP status, error code) into an `Outcome`; `decide` turns an outcome and a
-batch's history into a `Decision`, whose `Action` `settle.lua` carries out (an enum of the
-store's, shared with Lua). Neither touches Redis or the network, so both are tested alone.
+`classify` turns (HTTP status, error code) into an `Outcome`; `classify_command` does the same for
+one command's error inside a `batch` answer, which has no HTTP status; `decide` turns an outcome
+and a batch's history into a `Decision`, whose `Action` `settle.lua` carries out (an enum of the
+store's, shared with Lua). None touches Redis or the network, so all are tested alone.
+
+A known code decides alone, whatever the status, so a direct call and a command inside `batch`
+reach the same outcome. The deliberate exceptions, inside `batch` only: a method refused there
+(`NOT_PACKABLE`) turns packing off; a command beyond the platform's 50
+(`ERROR_BATCH_LENGTH_EXCEEDED`) is sent again (`RESEND`), never dead-lettered. Rows that depend
+on the status alone (an unknown code's 4xx, `SUCCESS: false`) can only apply to direct calls.
 """
 
 from __future__ import annotations
@@ -26,7 +33,14 @@ class Outcome(enum.Enum):
     CLOSED = "closed"  # PORTAL_DELETED: park for minutes, probe, dead-letter only when old
     MOVED = "moved"  # 301/302/307/308 + Location: follow once after the endpoint checks
     TRANSIENT = "transient"  # 5xx, network: backoff, capped attempts
+    #: 401 CONNECTION_ERROR: the portal could not reach its OAuth server (not our token): back
+    #: off, no refresh, never parked; dead-lettered only past DELIVERY_MAX_AGE_S
+    UNREACHABLE = "unreachable"
     PERMANENT = "permanent"  # dead-letter now
+    #: inside `batch` only: the method may not run there on this portal; packing off
+    NOT_PACKABLE = "not_packable"
+    #: inside `batch` only: the command was beyond the platform's 50; sent again, not a failure
+    RESEND = "resend"
 
 
 #: REST answers (docs/bitrix24.md): every code documented for the method and for any method, plus
@@ -36,7 +50,11 @@ REST_CODES: dict[str, tuple[int | None, Outcome]] = {
     "WRONG_AUTH_TYPE": (403, Outcome.DENIED),  # to a direct call: the app's auth is not accepted
     "ERROR_ARGUMENT": (400, Outcome.PERMANENT),
     "IMCONNECTOR_NO_CORRECT_PROVIDER": (400, Outcome.CONNECTOR_BLOCKED),
+    # the connector is not active on the portal (imconnector's input.php routing()): portal-wide
+    # for that connector, whatever the line (the delivery path never checks the line)
     "IMCONNECTOR_NOT_SPECIFIED_CORRECT_CONNECTOR": (400, Outcome.CONNECTOR_BLOCKED),
+    "IMCONNECTOR_COULD_NOT_GET_PROVIDER_OBJECT": (400, Outcome.CONNECTOR_BLOCKED),
+    "IMCONNECTOR_NOT_SPECIFIED_CORRECT_COMMAND": (400, Outcome.CONNECTOR_BLOCKED),
     # errors any method may return
     "INTERNAL_SERVER_ERROR": (500, Outcome.TRANSIENT),
     "ERROR_UNEXPECTED_ANSWER": (500, Outcome.TRANSIENT),
@@ -55,6 +73,10 @@ REST_CODES: dict[str, tuple[int | None, Outcome]] = {
     "insufficient_scope": (403, Outcome.DENIED),
     "expired_token": (401, Outcome.AUTH),
     "user_access_error": (403, Outcome.DENIED),
+    # rest/lib/oauth/auth.php: the portal could not reach its authorization server (transient,
+    # our token is fine), and the application is not known to the portal any more
+    "CONNECTION_ERROR": (401, Outcome.UNREACHABLE),
+    "APPLICATION_NOT_FOUND": (401, Outcome.AUTH_BROKEN),
     "PAYMENT_REQUIRED": (None, Outcome.DENIED),
     # the rest module throws it with 403, the docs list 500, b24pysdk expects 410
     "PORTAL_DELETED": (None, Outcome.CLOSED),
@@ -141,6 +163,26 @@ def classify(http_status: int | None, code: str, *, oauth: bool = False) -> Outc
     return Outcome.TRANSIENT
 
 
+#: a command's error inside `batch` that differs from the same code on a direct call (see above)
+BATCH_ONLY: dict[str, Outcome] = {
+    # the platform's own code for refused methods; WRONG_AUTH_TYPE when a command does not
+    # inherit the request's auth type; an unknown method where a direct call knows it
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": Outcome.NOT_PACKABLE,
+    "WRONG_AUTH_TYPE": Outcome.NOT_PACKABLE,
+    "ERROR_METHOD_NOT_FOUND": Outcome.NOT_PACKABLE,
+    # rest_provider.php methodsBatch(): commands past the 50th are not run, only refused
+    "ERROR_BATCH_LENGTH_EXCEEDED": Outcome.RESEND,
+}
+_BATCH_ONLY = {code.casefold(): outcome for code, outcome in BATCH_ONLY.items()}
+
+
+def classify_command(code: str) -> Outcome:
+    """The policy row of one command's error inside a `batch` answer (no HTTP status there): the
+    code's own row, as on a direct call, except the `BATCH_ONLY` codes. An unknown code is
+    transient (no status to tell more)."""
+    return _BATCH_ONLY.get(code.casefold()) or classify(None, code)
+
+
 @dataclass(frozen=True)
 class Backoff:
     base_s: float
@@ -179,6 +221,8 @@ _FIXED = {
     Outcome.DENIED: Decision(Action.PARK, _PARKED, portal_wide=True),
     Outcome.CONNECTOR_BLOCKED: Decision(Action.PARK_CONNECTOR, _PARKED),
     Outcome.PERMANENT: Decision(Action.DEAD_LETTER),
+    # back at once, not a failure: the next flush of the group is a direct call
+    Outcome.NOT_PACKABLE: Decision(Action.RETRY),
 }
 
 
@@ -203,7 +247,11 @@ def decide(
         return fixed
     if outcome is Outcome.BLOCKED:
         return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
-    waits = (Outcome.THROTTLED, Outcome.OPERATION_LIMIT, Outcome.CLOSED)
+    if outcome is Outcome.RESEND:
+        # the platform did not run it: at once, then backing off if it keeps refusing
+        delay = compute_backoff(failures, backoff.base_s, backoff.cap_s, rng) if failures else 0.0
+        return Decision(Action.RETRY, delay, counts_failure=True)
+    waits = (Outcome.THROTTLED, Outcome.OPERATION_LIMIT, Outcome.CLOSED, Outcome.UNREACHABLE)
     if outcome in waits and age_s >= backoff.max_age_s:
         return Decision(Action.DEAD_LETTER)
     if outcome is Outcome.CLOSED:
@@ -215,6 +263,10 @@ def decide(
     if outcome is Outcome.OPERATION_LIMIT:
         wait = reset_at - now if reset_at and reset_at > now else backoff.operation_limit_wait_s
         return Decision(Action.RETRY, wait, portal_wide=True)
+    if outcome is Outcome.UNREACHABLE:
+        # the portal's side: every group of it waits, the count grows, no attempt limit
+        delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)
+        return Decision(Action.RETRY, delay, portal_wide=True, counts_failure=True)
     # transient (and a redirect the flush could not follow: worker/flush/request.py follows one)
     if failures + 1 >= backoff.max_attempts:
         return Decision(Action.DEAD_LETTER, counts_failure=True)

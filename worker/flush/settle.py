@@ -2,9 +2,10 @@
 
 Whatever the request was (a direct call, a `batch`, or none: a refused token to refresh first),
 every group goes through the same steps, so the same answer reaches the same outcome on every
-path: delivered; refused as not allowed inside `batch` (packing off for the portal, the group
-back at once); refused for its token (one refresh for the whole flush, then back at once, or
-the refresh's failure decided by the policy); anything else `decide()`d.
+path: not sent (back at once); delivered; refused for its token (one refresh for the whole
+flush, then back at once, or the refresh's failure decided by the policy); anything else
+`decide()`d, a method refused inside `batch` among them (packing off for the portal, the group
+back at once, not a failure).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 import structlog
 
 from worker.errors import PortalError
-from worker.flush.batch import Answer
 from worker.flush.policy import Backoff, Decision, Outcome, decide
-from worker.flush.request import Answers
+from worker.flush.request import Answers, Reply, Sent
 from worker.portals.registry import Refresh
 from worker.runtime import Runtime
 from worker.store.kinds import Action
@@ -44,8 +44,8 @@ class Refreshed:
 
 
 def settle(rt: Runtime, leases: list[Lease], answers: Answers) -> list[Action]:
-    """Settle every leased group by its answer; the action taken for each."""
-    refused = next((a.error for a in answers.each if _outcome(a) is Outcome.AUTH), None)
+    """Settle every leased group by its reply; the action taken for each."""
+    refused = next((r.answer.error for r in answers.each if _outcome(r) is Outcome.AUTH), None)
     refreshed = None
     if refused is not None:
         # no flush calls with this token version again: they wait for the refresh, or do it
@@ -53,40 +53,37 @@ def settle(rt: Runtime, leases: list[Lease], answers: Answers) -> list[Action]:
         rt.buffer.refuse(first.group.portal, first.token_version, refused.code)
         log.info("token refused", code=refused.code, token_version=first.token_version)
         refreshed = refresh(rt, first, refused.code)
-    # each command of a `batch` answered on its own (not the request failing as a whole)
-    commands = answers.packed and answers.failed is None
-    codes = [a.error.code for a in answers.each if a.error is not None]
-    if commands and codes:
-        rt.buffer.count_codes(codes)
-    not_packable = [a.error.code for a in answers.each if commands and a.not_packable and a.error]
+    # a command's error inside a `batch` answer is counted here (a whole request's, as a call)
+    commands = [r.answer.error for r in answers.each if r.sent is Sent.COMMAND and r.answer.error]
+    if commands:
+        rt.buffer.count_codes([error.code for error in commands])
+    not_packable = [e.code for e in commands if e.outcome is Outcome.NOT_PACKABLE]
     if not_packable and rt.buffer.turn_packing_off(leases[0].group.portal, not_packable[0]):
         log.warning("packing turned off for the portal", code=not_packable[0], alert=True)
     actions = []
-    for lease, answer in zip(leases, answers.each, strict=True):
+    for lease, reply in zip(leases, answers.each, strict=True):
         with structlog.contextvars.bound_contextvars(
             connector=lease.group.connector, line=lease.group.line, batch=len(lease.ids)
         ):
-            actions.append(_one(rt, lease, answer, commands, refreshed))
+            actions.append(_one(rt, lease, reply, refreshed))
     return actions
 
 
-def _outcome(answer: Answer) -> Outcome:
-    return Outcome.DONE if answer.error is None else answer.error.outcome
+def _outcome(reply: Reply) -> Outcome:
+    error = reply.answer.error
+    return Outcome.DONE if error is None else error.outcome
 
 
-def _one(
-    rt: Runtime, lease: Lease, answer: Answer, command: bool, refreshed: Refreshed | None
-) -> Action:
+def _one(rt: Runtime, lease: Lease, reply: Reply, refreshed: Refreshed | None) -> Action:
+    answer = reply.answer
+    if reply.sent is Sent.UNSENT:  # no room in the request: first in the next, not a failure
+        rt.send_flush(lease.group, rt.buffer.settle(lease, Action.RETRY).trigger)
+        return Action.RETRY
     if answer.error is None:
         return delivered(rt, lease, answer.time)
-    if command and answer.not_packable:
-        # back at once, not a failure: the next flush of the group is a direct call
-        rt.send_flush(
-            lease.group, rt.buffer.settle(lease, Action.RETRY, code=answer.error.code).trigger
-        )
-        return Action.RETRY
     if answer.error.outcome is Outcome.AUTH and refreshed is not None:
         return after_refresh(rt, lease, refreshed)
+    # (a method refused inside `batch`: the policy sends it back at once, not a failure)
     return failed(rt, lease, answer.error)
 
 

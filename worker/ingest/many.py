@@ -31,7 +31,7 @@ class Judged:
     invalid: list[tuple[int, InvalidInput, Any]] = field(default_factory=list)
 
 
-def judge(payload: dict[str, Any], limit: int) -> Judged:
+def judge(payload: dict[str, Any], limit: int, *, require_message_id: bool = False) -> Judged:
     """Check the envelope (raises InvalidInput for the whole message), then each element."""
     extra = sorted(str(k)[:40] for k in payload if k != FIELD)
     if extra:
@@ -53,7 +53,7 @@ def judge(payload: dict[str, Any], limit: int) -> Judged:
         try:
             if not isinstance(item, dict):
                 raise InvalidInput(where, "must be an object")
-            judged.valid.append(confirmation(item))
+            judged.valid.append(confirmation(item, require_message_id=require_message_id))
         except InvalidInput as exc:
             named = exc if exc.field == where else InvalidInput(f"{where}.{exc.field}", exc.rule)
             judged.invalid.append((index, named, item))

@@ -16,6 +16,12 @@ MAX_ID = 2**63 - 1
 MAX_TEXT = 256
 MAX_MESSAGE_IDS = 100
 CONFIRM_FIELDS = frozenset({"portal", "connector", "line", "im", "message", "chat"})
+#: the rule DELIVERY_REQUIRE_MESSAGE_ID=1 adds (imopenlines onReceivedStatusDelivery stores
+#: message.id as the message's external id, CONNECTOR_MID; docs/bitrix24.md)
+MESSAGE_ID_RULE = (
+    "is required (DELIVERY_REQUIRE_MESSAGE_ID=1): the portal keeps it as the message's "
+    "external id, which its later update and delete events carry"
+)
 REGISTER_FIELDS = frozenset(
     {
         "member_id",
@@ -45,6 +51,10 @@ class Confirmation:
     group: Group
     message_id: str  # im.message_id: the coalescing key
     element: dict[str, Any]  # one MESSAGES element: {im, message?, chat?}
+
+    @property
+    def has_message_id(self) -> bool:
+        return "id" in self.element.get("message", {})
 
 
 @dataclass(frozen=True)
@@ -130,8 +140,11 @@ def _message(value: Any) -> dict[str, Any]:
     return out
 
 
-def confirmation(payload: dict[str, Any]) -> Confirmation:
-    """A valid `delivery.confirm` payload, normalised; raises InvalidInput otherwise."""
+def confirmation(payload: dict[str, Any], *, require_message_id: bool = False) -> Confirmation:
+    """A valid `delivery.confirm` payload, normalised; raises InvalidInput otherwise.
+
+    `message` is optional, as the method's spec has it; with `require_message_id`
+    (DELIVERY_REQUIRE_MESSAGE_ID) a confirmation without `message.id` is refused."""
     _unknown(payload, CONFIRM_FIELDS, "")
     for required in ("portal", "connector", "line", "im"):
         if required not in payload:
@@ -152,6 +165,8 @@ def confirmation(payload: dict[str, Any]) -> Confirmation:
     }
     if payload.get("message") is not None:
         element["message"] = _message(payload["message"])
+    if require_message_id and "id" not in element.get("message", {}):
+        raise InvalidInput("message.id", MESSAGE_ID_RULE)
     if payload.get("chat") is not None:
         chat = _object(payload["chat"], "chat")
         _unknown(chat, frozenset({"id"}), "chat")

@@ -3,8 +3,8 @@
 The counters and histograms are kept by the Lua scripts in the `stats` hash (one place for the
 whole fleet, no multiprocess bookkeeping); this exporter turns one HGETALL into the exposition
 format, adds the state gauges of worker/ops/gauges.py (queues, parking, ages, token expiry) and its
-own health: `b24-delivery metrics --port 9808` (the Procfile's `metrics:` line) serves `/metrics`
-and `/healthz` (200 when Redis answers a PING within the timeout, else 503).
+own health: `b24-delivery metrics` (port 9818 unless `--port`; the Procfile's `metrics:` line)
+serves `/metrics` and `/healthz` (200 when Redis answers a PING within the timeout, else 503).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from redis import Redis
 
 from worker.ops.gauges import Limits, state_metrics
+from worker.release import version
 from worker.store.keys import Keys, text
 from worker.store.scripts import HISTOGRAM_BOUNDS
 
@@ -38,6 +39,7 @@ COUNTERS = {
     "coalesced": "confirmations merged with a pending one of the same im.message_id",
     "deduplicated": "repeats of an im.message_id the group delivered within the dedup window",
     "rejected": "payloads rejected by validation",
+    "without_message_id": "confirmations accepted without message.id (the portal's external id)",
     "delivered": "confirmations the portal accepted",
     "dead_lettered": "confirmations dead-lettered",
     "rate_waits": "flushes that waited for the portal's rate budget",
@@ -52,10 +54,22 @@ COUNTERS = {
     "packed_groups": "groups sent inside batch requests",
     "packing_turned_off": "portals that refused the method inside batch (packing off for them)",
 }
-#: help text per histogram; the bounds are the scripts' (worker.store.scripts.HISTOGRAM_BOUNDS)
+#: the default listen port: 9808, the earlier default, is celery-exporter's (`--port` sets any)
+DEFAULT_PORT = 9818
+#: per histogram in the stats hash: its metric names (the first current, any further ones kept
+#: for a release under their old name, see CHANGELOG.md), help text and bounds (the scripts',
+#: worker.store.scripts.HISTOGRAM_BOUNDS)
 HISTOGRAMS = {
-    "latency_s": ("enqueue-to-delivered latency in seconds", HISTOGRAM_BOUNDS["latency_s"]),
-    "batch_size": ("confirmations per successful call", HISTOGRAM_BOUNDS["batch_size"]),
+    "latency_s": (
+        ("b24d_latency_seconds", "b24d_latency_s"),
+        "enqueue-to-delivered latency in seconds",
+        HISTOGRAM_BOUNDS["latency_s"],
+    ),
+    "batch_size": (
+        ("b24d_batch_size",),
+        "confirmations per successful call",
+        HISTOGRAM_BOUNDS["batch_size"],
+    ),
 }
 
 
@@ -106,6 +120,11 @@ class StatsCollector(Collector):
             "how long this scrape's reads of Redis took",
             value=time.monotonic() - started,
         )
+        build = GaugeMetricFamily(
+            "b24d_build_info", "the exporter's b24-delivery release (value 1)", labels=["version"]
+        )
+        build.add_metric([version()], 1.0)
+        yield build
 
     def _stats(self) -> Iterable[Metric]:
         raw = {text(k): text(v) for k, v in self.redis.hgetall(self.keys.stats).items()}
@@ -131,14 +150,17 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily(
             "b24d_dead_letters", "dead letters kept", value=float(self.redis.zcard(self.keys.dead))
         )
-        for name, (doc, bounds) in HISTOGRAMS.items():
+        for name, (metric_names, doc, bounds) in HISTOGRAMS.items():
             cumulative, buckets = 0.0, []
             for le in [*map(_bound, bounds), "+Inf"]:
                 cumulative += float(raw.get(f"{name}_bucket:{le}", 0))
                 buckets.append((le, cumulative))
-            yield HistogramMetricFamily(
-                f"b24d_{name}", doc, buckets=buckets, sum_value=float(raw.get(f"{name}_sum", 0))
-            )
+            current, *old = metric_names
+            total = float(raw.get(f"{name}_sum", 0))
+            yield HistogramMetricFamily(current, doc, buckets=buckets, sum_value=total)
+            for old_name in old:
+                old_doc = f"{doc} (old name of {current}, served until 0.3.0)"
+                yield HistogramMetricFamily(old_name, old_doc, buckets=buckets, sum_value=total)
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -172,7 +194,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=9808, help="listen port (default 9808)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT})"
+    )
     parser.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument(
         "--redis-timeout-s", type=float, default=5.0, help="per Redis call (default 5)"

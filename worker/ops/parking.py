@@ -7,8 +7,12 @@ in the same hash under `cpark:<connector>` (a JSON record with reason, descripti
 that portal's groups of that connector wait, its other connectors go on. Parked items stay in
 their groups and are counted; nothing is dead-lettered for a parking.
 
-Backoffs of the rate budget (QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT) share the portal fields
-but are waits, not parkings: they are not listed here.
+Backoffs of the rate budget (QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT) and of a portal that could
+not reach its OAuth server (CONNECTION_ERROR) share the portal fields but are waits, not parkings:
+they are not listed here. A CONNECTION_ERROR parking with no end is listed: the release before
+this one parked a portal so (an unknown 401) until someone unparks it. A portal with pending
+confirmations but no registration is listed (reason `unregistered`, as the exporter counts it):
+its groups wait for portal.register.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from worker.store.keys import Group, Keys, text
 from worker.store.scripts import PARKED
 
 CONNECTOR_PREFIX = "cpark:"
-#: portal waits that are the rate budget's, not parkings
-BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
+#: portal waits that are backoffs, not parkings (when they have an end)
+BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "CONNECTION_ERROR"})
+#: the reason shown for a portal that has pending confirmations but no registration
+UNREGISTERED = "unregistered"
 PORTAL_FIELDS = ("blocked_until", "block_reason", "block_description", "blocked_at")
 
 
@@ -49,7 +55,7 @@ def portal_parking(fields: dict[str, str], now: float) -> dict[str, Any] | None:
     """The portal's parking from its hash fields, or None when it is not parked."""
     until = float(fields.get("blocked_until") or 0)
     reason = fields.get("block_reason", "")
-    if until <= now or reason in BACKOFF_REASONS:
+    if until <= now or (reason in BACKOFF_REASONS and until < PARKED):
         return None
     return {
         "reason": reason,
@@ -59,11 +65,44 @@ def portal_parking(fields: dict[str, str], now: float) -> dict[str, Any] | None:
     }
 
 
+def _unregistered(redis: Redis, keys: Keys, registered: set[str]) -> list[dict[str, Any]]:
+    """Portals whose groups hold items (the due index has every such group) but which have no
+    registration: nothing can be sent for them until portal.register."""
+    waiting: dict[str, list[Group]] = {}
+    for member, _ in redis.zscan_iter(keys.due):
+        group = Group.parse(text(member))
+        if group.portal not in registered:
+            waiting.setdefault(group.portal, []).append(group)
+    out: list[dict[str, Any]] = []
+    for portal, groups in sorted(waiting.items()):
+        pending = _pending(redis, keys, groups)
+        if not pending:
+            continue
+        pipe = redis.pipeline(transaction=False)
+        for group in groups:
+            pipe.zrange(keys.queue(group), 0, 0, withscores=True)
+        firsts = [float(reply[0][1]) for reply in pipe.execute() if reply]
+        out.append(
+            {
+                "portal": portal,
+                "connector": None,
+                "reason": UNREGISTERED,
+                "description": "confirmations wait for the portal's first portal.register",
+                "since": min(firsts) if firsts else None,
+                "until": "portal.register",
+                "pending": pending,
+            }
+        )
+    return out
+
+
 def list_parked(redis: Redis, keys: Keys, now: float | None = None) -> list[dict[str, Any]]:
-    """Every parking, portal-wide and per connector, with its reason and pending items."""
+    """Every parking, portal-wide and per connector, with its reason and pending items; then the
+    portals that have pending items but no registration."""
     now = server_time(redis) if now is None else now  # parkings are stored on Redis time
     out: list[dict[str, Any]] = []
-    for portal in sorted(text(m) for m in redis.smembers(keys.portals)):
+    registered = {text(m) for m in redis.smembers(keys.portals)}
+    for portal in sorted(registered):
         fields = {text(k): text(v) for k, v in redis.hgetall(keys.portal(portal)).items()}
         parking = portal_parking(fields, now)
         if parking is not None:
@@ -87,7 +126,7 @@ def list_parked(redis: Redis, keys: Keys, now: float | None = None) -> list[dict
                     "pending": _pending(redis, keys, groups),
                 }
             )
-    return out
+    return out + _unregistered(redis, keys, registered)
 
 
 def unpark(redis: Redis, keys: Keys, portal: str, connector: str | None = None) -> int:

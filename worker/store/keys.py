@@ -144,6 +144,10 @@ class Keys:
         """HASH not_before, failures, attempts, first_attempt_at, last_attempt_at."""
         return self._group(group, "meta")
 
+    def warned_without_message_id(self, group: Group) -> str:
+        """STRING, with expiry: the group's confirmations without message.id were warned about."""
+        return self._group(group, "nomid")
+
     def delivered(self, group: Group) -> str:
         """ZSET im.message_id -> delivered at, for DELIVERY_DEDUP_WINDOW_S (expires with it)."""
         return self._group(group, "delivered")

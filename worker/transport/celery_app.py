@@ -110,6 +110,15 @@ def create_app(settings: Settings) -> Celery:
 
     signals.setup_logging.connect(setup_logging, weak=False)
 
+    def early_logging(options: dict[str, Any] | None = None, **_: Any) -> None:
+        """A worker logs before Celery's setup_logging (Sentry's start, the token-key check at
+        worker_init): the same pipeline, at `-l`'s level, from the first line on, so
+        DELIVERY_LOG_FORMAT=json gives JSON only. Celery's setup_logging redoes it later."""
+        setup_logging((options or {}).get("loglevel"))
+
+    # connected before start_error_tracking: receivers run in the order they were connected
+    signals.celeryd_init.connect(early_logging, weak=False)
+
     def start_error_tracking(**_: Any) -> None:
         """Sentry for the worker and beat when SENTRY_DSN is set (secrets masked)."""
         from worker.ops import sentry as tracking
