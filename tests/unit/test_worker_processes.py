@@ -1,4 +1,4 @@
-"""The worker process: the kombu it runs on."""
+"""The worker process: the pool's memory backstop, the kombu it runs on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,30 @@ import tomllib
 import pytest
 
 from tests.harness import ROOT, run_python
+from worker.errors import SettingsError
+from worker.settings import Settings
+from worker.transport.celery_app import create_app
 from worker.transport.kombu_redis import TESTED_KOMBU, untested_kombu
+
+
+def test_the_pool_has_a_memory_backstop_by_default() -> None:
+    s = Settings.from_env({})
+    assert s.worker_max_memory_mib == 256
+    app = create_app(s)
+    assert app.conf.worker_max_memory_per_child == 256 * 1024, "Celery counts KiB"
+
+
+def test_the_memory_backstop_can_be_turned_off() -> None:
+    app = create_app(Settings.from_env({"DELIVERY_WORKER_MAX_MEMORY_MIB": "0"}))
+    assert app.conf.worker_max_memory_per_child is None
+
+
+@pytest.mark.parametrize("raw", ["1", "63", "65537", "-1", "lots"])
+def test_a_memory_limit_below_a_process_footprint_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match="DELIVERY_WORKER_MAX_MEMORY_MIB") as info:
+        Settings.from_env({"DELIVERY_WORKER_MAX_MEMORY_MIB": raw})
+    assert "0 (off), or from 64 to 65536" in str(info.value)
+
 
 # -- the kombu the patched transport was tested with --
 

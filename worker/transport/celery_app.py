@@ -53,6 +53,9 @@ def create_app(settings: Settings) -> Celery:
         # Short tasks: each process reserves 4 messages, enough to hide the Redis round trip
         # without letting one process hoard a backlog (acks_late keeps them recoverable).
         worker_prefetch_multiplier=4,
+        # A backstop for memory: a pool process that grew past the limit (a leak, one huge
+        # answer) is replaced after its task ends (KiB here; DELIVERY_WORKER_MAX_MEMORY_MIB).
+        worker_max_memory_per_child=settings.worker_max_memory_mib * 1024 or None,
         # Flower: task and worker events, and sent events for the producer side.
         worker_send_task_events=True,
         task_send_sent_event=True,
