@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from celery import Celery, signals
+from celery.apps.worker import Worker
 
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
 from worker.ops.logs import configure_logging
 from worker.settings import Settings
-from worker.transport import kombu_redis
+from worker.transport import kombu_redis, nodes
 from worker.transport.config import broker_amqp_conf, broker_redis_conf, broker_tls
+
+
+class DeliveryApp(Celery):
+    """Celery, whose workers get a unique node name by default (worker/transport/nodes.py)."""
+
+    @cached_property
+    def Worker(self) -> type[Worker]:
+        worker: type[Worker] = self.subclass_with_self(nodes.Worker)
+        return worker
 
 
 def create_app(settings: Settings) -> Celery:
@@ -26,7 +37,7 @@ def create_app(settings: Settings) -> Celery:
     with."""
     kombu_redis.install()
     # RedactedTask: every task's events carry masked arguments (Flower shows no token).
-    app = Celery(
+    app = DeliveryApp(
         "b24delivery",
         include=["tasks.delivery", "tasks.portal"],
         task_cls="worker.transport.events:RedactedTask",
