@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 import uuid
+from functools import cache
 from queue import Empty
 from typing import Any
 
@@ -42,7 +43,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from worker.store.scripts import spec
+from worker.store.scripts import Spec, spec
 from worker.transport.kombu_redis.recovery import (
     ALIVE_PREFIX,
     HOLDERS_KEY,
@@ -98,9 +99,11 @@ class QoS(kombu_redis.QoS):
                     pass
 
 
-#: the reliable fetch (worker/store/lua/broker_fetch.lua), sent by its SHA1 (EVALSHA)
-FETCH = spec("broker_fetch")
-FETCH_SHA = hashlib.sha1(FETCH.source.encode()).hexdigest()  # noqa: S324 - Redis' script id
+@cache
+def fetch_script() -> tuple[Spec, str]:
+    """The reliable fetch (worker/store/lua/broker_fetch.lua) and its SHA1, for EVALSHA."""
+    fetch = spec("broker_fetch")
+    return fetch, hashlib.sha1(fetch.source.encode()).hexdigest()  # noqa: S324 - Redis' id
 
 
 class Channel(kombu_redis.Channel):
@@ -166,7 +169,8 @@ class Channel(kombu_redis.Channel):
         else:
             self._load_fetch()
             self._fetching = "FETCH"
-            ordered_keys, ordered_args = FETCH.ordered(
+            fetch, sha = fetch_script()
+            ordered_keys, ordered_args = fetch.ordered(
                 {**self.unacked_keys, "queue_keys": keys},
                 {
                     "holder": self.holder,
@@ -174,16 +178,14 @@ class Channel(kombu_redis.Channel):
                     "heartbeat_ttl_ms": int(self.consumer_ttl * 1000),
                 },
             )
-            connection.send_command(
-                "EVALSHA", FETCH_SHA, len(ordered_keys), *ordered_keys, *ordered_args
-            )
+            connection.send_command("EVALSHA", sha, len(ordered_keys), *ordered_keys, *ordered_args)
         return None
 
     def _load_fetch(self) -> None:
         """Put FETCH in Redis' script cache (once, and again after a restart emptied it)."""
         if not self._fetch_loaded:
             with self.conn_or_acquire() as client:
-                client.script_load(FETCH.source)
+                client.script_load(fetch_script()[0].source)
             self._fetch_loaded = True
 
     def _brpop_read(self, **options: Any) -> Any:
