@@ -4,7 +4,8 @@ Every script in `lua/` runs as one unit: a generated prelude of constants (defin
 Python, once), the shared helpers (`common.lua`, `limiter.lua`, `triggers.lua`), then the
 script itself. Each script names its KEYS and ARGV as locals at its top
 (`local queue_key = KEYS[2]`); callers pass keys and arguments by those names, and every script
-answers one JSON object, read back by field name.
+answers one JSON object, read back by field name. A script that takes a list of keys after its
+named ones declares it last (`local queue_keys = {unpack(KEYS, 5)}`); callers pass a sequence.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ HISTOGRAM_BOUNDS: dict[str, tuple[float, ...]] = {
 
 _HELPERS = ("common.lua", "limiter.lua", "triggers.lua")
 _NAMED = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]", re.MULTILINE)
+_REST = re.compile(r"^local (\w+) = \{unpack\(KEYS, (\d+)\)\}", re.MULTILINE)
+
+#: keys by name; a script's trailing key list (see above) as a sequence
+KeyArgs = Mapping[str, str | Sequence[str]]
 
 
 def prelude() -> str:
@@ -55,12 +60,14 @@ def prelude() -> str:
 
 @dataclass(frozen=True)
 class Spec:
-    """A script's source and the names of its KEYS and ARGV, in their order."""
+    """A script's source and the names of its KEYS and ARGV, in their order (and of the list
+    of keys after them, when it takes one)."""
 
     name: str
     keys: tuple[str, ...]
     args: tuple[str, ...]
     source: str
+    rest_keys: str | None = None
 
     @classmethod
     def parse(cls, name: str, body: str) -> Spec:
@@ -69,10 +76,36 @@ class Spec:
             if int(index) != len(named[table]) + 1:
                 raise ValueError(f"{name}.lua: {local} = {table}[{index}] is out of order")
             named[table].append(local)
+        rest = _REST.search(body)
+        if rest and int(rest.group(2)) != len(named["KEYS"]) + 1:
+            raise ValueError(f"{name}.lua: {rest.group(1)} must start after the named keys")
         lua = resources.files("worker.store") / "lua"
         helpers = "\n".join((lua / part).read_text() for part in _HELPERS)
         source = "\n".join((prelude(), helpers, body))
-        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source)
+        rest_keys = rest.group(1) if rest else None
+        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source, rest_keys)
+
+    def ordered(self, keys: KeyArgs, args: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV in the script's order, from keys and arguments by name (`keys` may
+        hold more than the script names)."""
+        named = [*self.keys, *([self.rest_keys] if self.rest_keys else [])]
+        missing = [k for k in named if k not in keys]
+        if missing or set(args) != set(self.args):
+            raise TypeError(
+                f"{self.name}.lua takes keys {tuple(named)} and args {self.args}; "
+                f"got keys {sorted(keys)} and args {sorted(args)}"
+            )
+        ordered = [_one_key(self.name, k, keys[k]) for k in self.keys]
+        if self.rest_keys:
+            rest = keys[self.rest_keys]
+            ordered += [rest] if isinstance(rest, str) else list(rest)
+        return ordered, [args[a] for a in self.args]
+
+
+def _one_key(script: str, name: str, key: str | Sequence[str]) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{script}.lua: key {name} is one key, not a list")
+    return key
 
 
 @cache
@@ -94,18 +127,10 @@ class Bound:
         self._redis = redis
         self._script: Script = redis.register_script(spec.source)
 
-    def _ordered(
-        self, keys: Mapping[str, str], args: Mapping[str, Any]
-    ) -> tuple[list[str], list[Any]]:
-        missing = [k for k in self.spec.keys if k not in keys]
-        if missing or set(args) != set(self.spec.args):
-            raise TypeError(
-                f"{self.spec.name}.lua takes keys {self.spec.keys} and args {self.spec.args}; "
-                f"got keys {sorted(keys)} and args {sorted(args)}"
-            )
-        return [keys[k] for k in self.spec.keys], [args[a] for a in self.spec.args]
+    def _ordered(self, keys: KeyArgs, args: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        return self.spec.ordered(keys, args)
 
-    def __call__(self, keys: Mapping[str, str], args: Mapping[str, Any]) -> dict[str, Any]:
+    def __call__(self, keys: KeyArgs, args: Mapping[str, Any]) -> dict[str, Any]:
         """Run with keys and arguments by name; `keys` may hold more than the script names."""
         ordered_keys, ordered_args = self._ordered(keys, args)
         answer: dict[str, Any] = json.loads(self._script(keys=ordered_keys, args=ordered_args))
