@@ -98,22 +98,23 @@ def sweep() -> int:
 @app.task(name=CONFIRM_MANY_TASK, bind=True, throws=(InvalidInput,), max_retries=REPLICA_RETRIES)
 def confirm_many(self: Task[Any, Any], /, **payload: Any) -> dict[str, int]:
     """Validate each confirmation on its own; ingest the valid ones, one script call per group."""
-    rt = runtime()
-    limit, required = rt.settings.confirm_many_max, rt.settings.require_message_id
-    judged = validated(
-        rt,
-        CONFIRM_MANY_TASK,
-        lambda p: many.judge(p, limit, require_message_id=required),
-        payload,
-    )
-    done = many.ingest(rt, judged, record_rejected=self.request.retries == 0)
-    if self.request.retries == 0:
-        note_missing(rt, judged.valid)
-    if not done.replicated:
-        # as delivery.confirm: again (each element coalesced with itself) until replicated
-        if self.request.retries < REPLICA_RETRIES:
-            raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
-        log.warning("ingest not replicated", task=CONFIRM_MANY_TASK, **done.counts)
+    with requeued_if_redis_is_unreachable():  # as delivery.confirm: run again, each coalesced
+        rt = runtime()
+        limit, required = rt.settings.confirm_many_max, rt.settings.require_message_id
+        judged = validated(
+            rt,
+            CONFIRM_MANY_TASK,
+            lambda p: many.judge(p, limit, require_message_id=required),
+            payload,
+        )
+        done = many.ingest(rt, judged, record_rejected=self.request.retries == 0)
+        if self.request.retries == 0:
+            note_missing(rt, judged.valid)
+        if not done.replicated:
+            # as delivery.confirm: again (each element coalesced with itself) until replicated
+            if self.request.retries < REPLICA_RETRIES:
+                raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
+            log.warning("ingest not replicated", task=CONFIRM_MANY_TASK, **done.counts)
     if judged.invalid:
         log.warning("confirmations rejected", task=CONFIRM_MANY_TASK, **done.counts)
     return done.counts

@@ -107,6 +107,9 @@ class Settings:
     visibility_timeout_s: float = 300.0
     #: Redis broker: a consumer whose heartbeat is this old is dead; its reserved messages go back
     consumer_ttl_s: float = 10.0
+    #: a pool process whose resident memory passed this after a task is replaced by a fresh one
+    #: (Celery's worker_max_memory_per_child; 0: off)
+    worker_max_memory_mib: int = 256
     #: a repeat of an im.message_id its group delivered this recently is not sent again (0: off)
     dedup_window_s: float = 600.0
     #: rejected payloads kept for the operator (`b24-delivery rejected`)
@@ -290,6 +293,15 @@ def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str]
     return parse
 
 
+def _memory_mib(raw: str) -> int:
+    """0, or a limit above a pool process's own footprint (below it, every task would replace
+    its process)."""
+    value = int(raw)
+    if value != 0 and not 64 <= value <= 65_536:
+        raise ValueError(raw)
+    return value
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.lower() not in options:
@@ -419,6 +431,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_countdown_s": (_number(float, 0.01, 30), "seconds, from 0.01 to 30"),
     "visibility_timeout_s": (_number(float, 1, 86_400), "seconds, from 1 to 86400"),
     "consumer_ttl_s": (_number(float, 2, 3600), "seconds, from 2 to 3600"),
+    "worker_max_memory_mib": (_memory_mib, "MiB: 0 (off), or from 64 to 65536"),
     "dedup_window_s": (_number(float, 0, 30 * 86_400), "seconds, from 0 (off) to 2592000"),
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "packing": (_choice("off", "batch"), "one of off, batch"),

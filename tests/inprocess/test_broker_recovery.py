@@ -12,14 +12,15 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from worker.transport.celery_app import use_patched_redis_transport
-from worker.transport.recovery import ALIVE_PREFIX, FETCH, HOLDERS_KEY, restore_orphans
-from worker.transport.redis_channel import Channel
+from worker.store.scripts import script
+from worker.transport import kombu_redis
+from worker.transport.kombu_redis.channel import Channel
+from worker.transport.kombu_redis.recovery import ALIVE_PREFIX, HOLDERS_KEY, restore_orphans
 
 
 @pytest.fixture
 def channel(redis_url: str, r: redis.Redis) -> Iterator[Channel]:
-    use_patched_redis_transport()
+    kombu_redis.install()
     with Connection(redis_url, transport_options={"consumer_ttl": 2}) as conn:
         chan = conn.default_channel
         assert isinstance(chan, Channel)
@@ -33,12 +34,12 @@ def _publish(chan: Channel, body: str) -> None:
 
 
 def _fetch(r: redis.Redis, chan: Channel, holder: str) -> tuple[str, dict[str, object]] | None:
-    keys = [chan.unacked_index_key, chan.unacked_key, HOLDERS_KEY, ALIVE_PREFIX + holder]
-    reply = r.eval(FETCH, 5, *keys, "celery", holder, 1_767_225_600, 2000)
+    keys = {**chan.unacked_keys, "alive_key": ALIVE_PREFIX + holder, "queue_keys": ["celery"]}
+    args = {"holder": holder, "now": 1_767_225_600, "heartbeat_ttl_ms": 2000}
+    reply = script(r, "broker_fetch")(keys, args)
     if not reply:
         return None
-    key, raw = reply
-    return key.decode(), json.loads(raw)
+    return reply["queue"], json.loads(reply["message"])
 
 
 def test_the_fetch_records_the_holder_with_the_pop(r: redis.Redis, channel: Channel) -> None:
@@ -53,7 +54,7 @@ def test_the_fetch_records_the_holder_with_the_pop(r: redis.Redis, channel: Chan
     assert entry[1:] == ["celery", "celery"], "kombu's own unacked entry: [payload, exchange, key]"
     assert r.zscore(channel.unacked_index_key, tag) is not None
     assert 0 < r.pttl(ALIVE_PREFIX + holder) <= 2000
-    assert _fetch(r, channel, holder) is None, "an empty queue answers nil"
+    assert _fetch(r, channel, holder) is None, "an empty queue answers {}"
 
 
 def test_a_dead_holders_messages_go_back_and_a_live_ones_stay(

@@ -33,7 +33,7 @@ from tests.harness import (
     sentinel_cluster,
     wait_for,
 )
-from worker.transport.recovery import ALIVE_PREFIX
+from worker.transport.kombu_redis.recovery import ALIVE_PREFIX
 
 TOTAL = 300
 STALL_S = 0.7
@@ -107,7 +107,7 @@ def test_failover_to_the_replica_keeps_what_was_acknowledged(
         wait_for(lambda: len(load.returned) >= TOTAL // 3, 30, what="a third enqueued")
         _, healthy_runtimes = _acknowledged(fleet, load)
         # the sentinel transport consumes with the reliable fetch
-        # (worker/transport/redis_channel.py), not kombu's BRPOP: each consumer keeps a
+        # (worker/transport/kombu_redis/channel.py), not kombu's BRPOP: each consumer keeps a
         # heartbeat key on the master
         wait_for(
             lambda: any(primary.client().scan_iter(f"{ALIVE_PREFIX}*", 100)),

@@ -8,8 +8,9 @@ import ssl
 import pytest
 import redis
 
-from worker.transport.redis_channel import Channel, Transport, broker_tls
-from worker.transport.redis_channel import QoS as PatchedQoS
+from worker.transport.config import broker_tls
+from worker.transport.kombu_redis.channel import Channel, Transport
+from worker.transport.kombu_redis.channel import QoS as PatchedQoS
 
 
 def test_the_app_uses_the_patched_transport_for_redis_urls() -> None:

@@ -48,7 +48,7 @@ def test_the_package_exposes_the_celery_app_as_worker_app() -> None:
         import worker
         found = find_app("worker")
         assert isinstance(found, Celery) and found is worker.app, found
-        assert TRANSPORT_ALIASES["redis"] == "worker.transport.redis_channel:Transport"
+        assert TRANSPORT_ALIASES["redis"] == "worker.transport.kombu_redis.channel:Transport"
         print(found.main)
         """
     )
@@ -70,7 +70,7 @@ def test_the_app_gets_the_patched_transport_even_after_an_earlier_connection() -
         from kombu import Connection
         Connection("redis://127.0.0.1:1/0").transport  # a producer's, before the app exists
         import worker
-        from worker.transport.redis_channel import Transport
+        from worker.transport.kombu_redis.channel import Transport
         with worker.app.connection_for_write() as connection:
             assert isinstance(connection.transport, Transport), type(connection.transport)
         """

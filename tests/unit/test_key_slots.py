@@ -48,16 +48,26 @@ CROSS_SLOT = {
     "store_tokens": set(),
     "wake": {"due_key"},
 }
+#: the Redis broker's reliable fetch: kombu's queue keys, the queue's role, not the state's (on a
+#: Cluster the queue is RabbitMQ or a Redis of its own)
+BROKER = {"broker_fetch", "broker_restore"}
 LUA = resources.files("worker.store") / "lua"
-SCRIPTS = sorted(
+ALL = sorted(
     p.name.removesuffix(".lua")
     for p in LUA.iterdir()
     if p.name.endswith(".lua") and p.name not in ("common.lua", "limiter.lua", "triggers.lua")
 )
+SCRIPTS = [name for name in ALL if name not in BROKER]
 
 
 def test_every_script_is_listed() -> None:
-    assert sorted(CROSS_SLOT) == SCRIPTS
+    assert sorted(CROSS_SLOT) == SCRIPTS and BROKER <= set(ALL)
+
+
+def test_the_broker_scripts_touch_no_state_key() -> None:
+    for name in BROKER:
+        s = spec(name)
+        assert not {*s.keys, *([s.rest_keys] if s.rest_keys else [])} & set(BY_NAME), name
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

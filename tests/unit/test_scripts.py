@@ -17,7 +17,7 @@ SCRIPTS = sorted(
     for p in LUA.iterdir()
     if p.name.endswith(".lua") and p.name not in ("common.lua", "limiter.lua", "triggers.lua")
 )
-POSITIONAL = re.compile(r"(KEYS|ARGV)\[\d+\]")
+POSITIONAL = re.compile(r"(KEYS|ARGV)\[\d+\]|unpack\(KEYS, \d+\)")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -28,7 +28,20 @@ def test_each_script_names_its_keys_and_args_before_any_logic(name: str) -> None
     assert code[: len(header)] == header, "KEYS/ARGV are read only in the named locals at the top"
     s = spec(name)
     assert s.keys and all(k.endswith("_key") for k in s.keys)
-    assert len(s.keys) + len(s.args) == len(header)
+    assert len(s.keys) + len(s.args) + (s.rest_keys is not None) == len(header)
+
+
+def test_a_trailing_key_list_is_passed_as_a_sequence() -> None:
+    fetch = spec("broker_fetch")
+    assert fetch.rest_keys == "queue_keys"
+    names = {"unacked_index_key": "i", "unacked_key": "u", "holders_key": "h", "alive_key": "a"}
+    args = {"holder": "x", "now": 1, "heartbeat_ttl_ms": 2}
+    keys, ordered = fetch.ordered({**names, "queue_keys": ["q1", "q2"]}, args)
+    assert keys == ["i", "u", "h", "a", "q1", "q2"] and ordered == ["x", 1, 2]
+    with pytest.raises(TypeError, match="queue_keys"):
+        fetch.ordered(names, args)
+    with pytest.raises(TypeError, match="one key, not a list"):
+        fetch.ordered({**names, "alive_key": ["a"], "queue_keys": []}, args)
 
 
 def test_shared_helpers_never_index_keys_or_args() -> None:

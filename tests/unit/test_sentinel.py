@@ -41,8 +41,8 @@ def test_the_broker_gets_the_master_name_only_for_sentinel_urls() -> None:
 def test_the_sentinel_channel_carries_the_reconnect_patch() -> None:
     from kombu.transport import redis as kombu_redis
 
-    from worker.transport.redis_channel import QoS
-    from worker.transport.sentinel_channel import SentinelChannel, SentinelTransport
+    from worker.transport.kombu_redis.channel import QoS
+    from worker.transport.kombu_redis.sentinel import SentinelChannel, SentinelTransport
 
     assert SentinelTransport.Channel is SentinelChannel
     assert issubclass(SentinelChannel, kombu_redis.SentinelChannel)
@@ -57,7 +57,8 @@ def test_the_sentinel_channel_carries_the_reconnect_patch() -> None:
 def test_the_app_maps_sentinel_urls_to_the_patched_transport() -> None:
     from kombu.transport import TRANSPORT_ALIASES
 
-    from worker.transport.celery_app import use_patched_redis_transport
+    from worker.transport import kombu_redis
 
-    use_patched_redis_transport()
-    assert TRANSPORT_ALIASES["sentinel"] == "worker.transport.sentinel_channel:SentinelTransport"
+    kombu_redis.install()
+    patched = "worker.transport.kombu_redis.sentinel:SentinelTransport"
+    assert TRANSPORT_ALIASES["sentinel"] == patched

@@ -7,10 +7,12 @@ import argparse
 from worker.cli.common import Subparsers
 
 DESCRIPTION = """\
-health worker [--node celery@HOST] [--timeout-s 5]
-    The worker's consumer answers a remote-control request through the broker (its broker
-    connection is up, its event loop runs) and every pool process it reports is alive on this
-    host: run it inside the worker's container.
+health worker [--node NAME] [--timeout-s 5]
+    This host's workers answer a remote-control request through the broker (their broker
+    connection is up, their event loop runs) and every pool process they report is alive on
+    this host: run it inside the worker's container. Without --node it asks every worker
+    whose node name ends in @<this host> (names are unique per process: celery-<pid>-<hex>);
+    with it, the workers of that name (`-n NAME@%h`, or NAME@HOST).
 health beat [--intervals 30]
     The sweep ran within N sweep intervals (DELIVERY_SWEEP_INTERVAL_S), by Redis' clock. Beat
     schedules it and a worker runs it from the `flush` queue, so a dead beat and a stalled
@@ -38,7 +40,9 @@ def register(sub: Subparsers) -> None:
     )
     probes = health.add_subparsers(dest="probe", required=True, metavar="PROBE")
     worker = probes.add_parser("worker", help="this host's worker answers and its pool lives")
-    worker.add_argument("--node", help="the worker's node name (default: celery@<this host>)")
+    worker.add_argument(
+        "--node", help="a worker's name, or NAME@HOST (default: every worker on this host)"
+    )
     worker.add_argument("--timeout-s", type=_positive, default=5.0, help="default 5")
     worker.set_defaults(handler=_worker)
     beat = probes.add_parser("beat", help="the sweep ran within N sweep intervals")
@@ -48,9 +52,9 @@ def register(sub: Subparsers) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     from worker import app
-    from worker.ops.health import check_worker, node_name
+    from worker.ops.health import check_worker
 
-    verdict = check_worker(app, node_name(args.node), args.timeout_s)
+    verdict = check_worker(app, args.node, args.timeout_s)
     print(verdict.line)
     return 0 if verdict.healthy else 1
 

@@ -1,8 +1,11 @@
 """Liveness checks for the worker and beat (`b24-delivery health worker|beat`).
 
-health worker: the worker's consumer answers a remote-control `stats` request through the broker (so
-    its broker connection is up and its event loop runs), and every pool process it reports
-    is alive on this host (the probe runs in the worker's container).
+health worker: this host's workers answer a remote-control `stats` request through the broker (so
+    their broker connection is up and their event loop runs), and every pool process they
+    report is alive on this host (the probe runs in the worker's container). Worker node names
+    are unique per process (worker/transport/nodes.py): the probe asks every node whose name
+    ends in `@<this host>`, or those of one name with `--node`. Its replies are consumed
+    without acknowledgement and leave nothing in the broker.
 health beat: the sweep ran within N sweep intervals: the sweep stores its last run in Redis on
     Redis' clock, so no host clock is involved. Beat schedules the sweep and a worker runs
     it from the `flush` queue: a dead beat, or no worker consuming `flush`, both fail here.
@@ -19,6 +22,10 @@ import redis
 
 from worker.settings import Settings
 from worker.store.keys import Keys, text
+from worker.transport.nodes import host_pattern
+
+#: the first wait for replies; a worker this slow to answer gets the rest of the timeout
+FIRST_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -27,11 +34,15 @@ class Verdict:
     line: str
 
 
-def node_name(node: str | None = None) -> str:
-    """The worker's node name: Celery's default is `celery@<hostname>`."""
-    if node:
-        return node if "@" in node else f"{node}@{socket.gethostname()}"
-    return f"celery@{socket.gethostname()}"
+def nodes_of(node: str | None = None) -> tuple[str, str]:
+    """What the probe asks for, shown and as a pattern: every worker on this host (None), or
+    one name (`celery`, `w1`, `w1@host`: the name as given, or as made unique at start)."""
+    if not node:
+        host = socket.gethostname()
+        return f"workers on {host}", host_pattern(host)
+    name, _, host = node.partition("@")
+    host = host or socket.gethostname()
+    return f"{name}@{host}", host_pattern(host, name)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -44,23 +55,42 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def check_worker(app: Any, node: str, timeout_s: float = 5.0) -> Verdict:
-    """Whether `node`'s consumer answers through the broker and its pool processes live."""
+def _stats(app: Any, pattern: str, timeout_s: float) -> dict[str, Any]:
+    """`stats` replies of the nodes matching `pattern`: a first short wait, then (when nobody
+    answered) the rest of the timeout. A broadcast to a pattern waits for replies until none
+    comes for a whole wait, so the short one keeps a healthy probe quick."""
+    first = min(FIRST_WAIT_S, timeout_s)
+    for wait in (first, timeout_s - first):
+        if wait <= 0:
+            break
+        inspect = app.control.inspect(timeout=wait, pattern=pattern, matcher="pcre")
+        replies: dict[str, Any] = inspect.stats() or {}
+        if replies:
+            return replies
+    return {}
+
+
+def check_worker(app: Any, node: str | None = None, timeout_s: float = 5.0) -> Verdict:
+    """Whether this host's workers (or the node `node`) answer through the broker and their
+    pool processes live."""
+    shown, pattern = nodes_of(node)
     try:
-        replies = app.control.inspect(destination=[node], timeout=timeout_s).stats() or {}
+        replies = _stats(app, pattern, timeout_s)
     except Exception as exc:  # the broker is unreachable: the probe's answer is "unhealthy"
         return Verdict(False, f"unhealthy: broker error: {type(exc).__name__}: {exc}")
-    stats = replies.get(node)
-    if not stats:
-        return Verdict(False, f"unhealthy: {node} did not answer within {timeout_s:g}s")
-    pool = stats.get("pool") or {}
-    processes = [int(p) for p in pool.get("processes") or [] if isinstance(p, int | str)]
-    if "processes" in pool and not processes:
-        return Verdict(False, f"unhealthy: {node} has no pool processes")
-    dead = [pid for pid in processes if not _pid_alive(pid)]
-    if dead and stats.get("pid") and _pid_alive(int(stats["pid"])):
-        return Verdict(False, f"unhealthy: {node} pool processes gone: {dead}")
-    return Verdict(True, f"ok: {node} answered, pool processes {len(processes)}")
+    if not replies:
+        return Verdict(False, f"unhealthy: no answer from {shown} within {timeout_s:g}s")
+    answered = []
+    for name, stats in sorted(replies.items()):
+        pool = (stats or {}).get("pool") or {}
+        processes = [int(p) for p in pool.get("processes") or [] if isinstance(p, int | str)]
+        if "processes" in pool and not processes:
+            return Verdict(False, f"unhealthy: {name} has no pool processes")
+        dead = [pid for pid in processes if not _pid_alive(pid)]
+        if dead and stats.get("pid") and _pid_alive(int(stats["pid"])):
+            return Verdict(False, f"unhealthy: {name} pool processes gone: {dead}")
+        answered.append(f"{name} (pool processes {len(processes)})")
+    return Verdict(True, f"ok: {len(answered)} answered: {', '.join(answered)}")
 
 
 def sweep_age_s(client: redis.Redis, keys: Keys) -> float | None:

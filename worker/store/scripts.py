@@ -4,7 +4,8 @@ Every script in `lua/` runs as one unit: a generated prelude of constants (defin
 Python, once), the shared helpers (`common.lua`, `limiter.lua`, `triggers.lua`), then the
 script itself. Each script names its KEYS and ARGV as locals at its top
 (`local queue_key = KEYS[2]`); callers pass keys and arguments by those names, and every script
-answers one JSON object, read back by field name.
+answers one JSON object, read back by field name. A script that takes a list of keys after its
+named ones declares it last (`local queue_keys = {unpack(KEYS, 5)}`); callers pass a sequence.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ HISTOGRAM_BOUNDS: dict[str, tuple[float, ...]] = {
 
 _HELPERS = ("common.lua", "limiter.lua", "triggers.lua")
 _NAMED = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]", re.MULTILINE)
+_REST = re.compile(r"^local (\w+) = \{unpack\(KEYS, (\d+)\)\}", re.MULTILINE)
 #: a script that takes several groups' keys after its own names them so, once per group
 _GROUP_KEYS = re.compile(r"^local GROUP_KEYS = \{([^}]*)\}", re.MULTILINE)
+
+#: keys by name; a script's trailing key list (see above) as a sequence
+KeyArgs = Mapping[str, str | Sequence[str]]
 
 
 def prelude() -> str:
@@ -58,13 +63,15 @@ def prelude() -> str:
 
 @dataclass(frozen=True)
 class Spec:
-    """A script's source and the names of its KEYS and ARGV, in their order; `group_keys`:
-    the names of the keys it takes once per group after its own (none for most)."""
+    """A script's source and the names of its KEYS and ARGV, in their order; and of the keys
+    after them, when it takes some: one list (`rest_keys`), or the same keys once per group
+    (`group_keys`)."""
 
     name: str
     keys: tuple[str, ...]
     args: tuple[str, ...]
     source: str
+    rest_keys: str | None = None
     group_keys: tuple[str, ...] = ()
 
     @classmethod
@@ -74,12 +81,46 @@ class Spec:
             if int(index) != len(named[table]) + 1:
                 raise ValueError(f"{name}.lua: {local} = {table}[{index}] is out of order")
             named[table].append(local)
+        rest = _REST.search(body)
+        if rest and int(rest.group(2)) != len(named["KEYS"]) + 1:
+            raise ValueError(f"{name}.lua: {rest.group(1)} must start after the named keys")
         lua = resources.files("worker.store") / "lua"
         helpers = "\n".join((lua / part).read_text() for part in _HELPERS)
         source = "\n".join((prelude(), helpers, body))
+        rest_keys = rest.group(1) if rest else None
         found = _GROUP_KEYS.search(body)
         group_keys = tuple(re.findall(r"'(\w+)'", found.group(1))) if found else ()
-        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source, group_keys)
+        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source, rest_keys, group_keys)
+
+    def ordered(
+        self,
+        keys: KeyArgs,
+        args: Mapping[str, Any],
+        groups: Sequence[Mapping[str, str]] = (),
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV in the script's order, from keys and arguments by name (`keys` may
+        hold more than the script names), then, for a script that names GROUP_KEYS, each
+        group's keys by those names."""
+        named = [*self.keys, *([self.rest_keys] if self.rest_keys else [])]
+        missing = [k for k in named if k not in keys]
+        missing += [k for g in groups for k in self.group_keys if k not in g]
+        if missing or set(args) != set(self.args) or (groups and not self.group_keys):
+            raise TypeError(
+                f"{self.name}.lua takes keys {tuple(named)}, per group {self.group_keys}, and "
+                f"args {self.args}; got keys {sorted(keys)} and args {sorted(args)}"
+            )
+        ordered = [_one_key(self.name, k, keys[k]) for k in self.keys]
+        if self.rest_keys:
+            rest = keys[self.rest_keys]
+            ordered += [rest] if isinstance(rest, str) else list(rest)
+        ordered += [g[k] for g in groups for k in self.group_keys]
+        return ordered, [args[a] for a in self.args]
+
+
+def _one_key(script: str, name: str, key: str | Sequence[str]) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{script}.lua: key {name} is one key, not a list")
+    return key
 
 
 @cache
@@ -101,32 +142,18 @@ class Bound:
         self._redis = redis
         self._script: Script = redis.register_script(spec.source)
 
-    def _ordered(
-        self,
-        keys: Mapping[str, str],
-        args: Mapping[str, Any],
-        groups: Sequence[Mapping[str, str]] = (),
-    ) -> tuple[list[str], list[Any]]:
-        wanted = self.spec.group_keys
-        missing = [k for k in self.spec.keys if k not in keys]
-        missing += [k for g in groups for k in wanted if k not in g]
-        if missing or set(args) != set(self.spec.args) or (groups and not wanted):
-            raise TypeError(
-                f"{self.spec.name}.lua takes keys {self.spec.keys}, per group {wanted}, and "
-                f"args {self.spec.args}; got keys {sorted(keys)} and args {sorted(args)}"
-            )
-        ordered = [keys[k] for k in self.spec.keys] + [g[k] for g in groups for k in wanted]
-        return ordered, [args[a] for a in self.spec.args]
+    def _ordered(self, keys: KeyArgs, args: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        return self.spec.ordered(keys, args)
 
     def __call__(
         self,
-        keys: Mapping[str, str],
+        keys: KeyArgs,
         args: Mapping[str, Any],
         groups: Sequence[Mapping[str, str]] = (),
     ) -> dict[str, Any]:
         """Run with keys and arguments by name (`keys` may hold more than the script names),
         then, for a script that names GROUP_KEYS, each group's keys by those names."""
-        ordered_keys, ordered_args = self._ordered(keys, args, groups)
+        ordered_keys, ordered_args = self.spec.ordered(keys, args, groups)
         answer: dict[str, Any] = json.loads(self._script(keys=ordered_keys, args=ordered_args))
         return answer
 

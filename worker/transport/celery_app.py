@@ -9,44 +9,38 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
-import kombu.transport
 from celery import Celery, signals
-from kombu.transport import TRANSPORT_ALIASES
+from celery.apps.worker import Worker
 
 from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
 from worker.ops.logs import configure_logging
 from worker.settings import Settings
-from worker.transport.config import broker_amqp_conf, broker_redis_conf
-from worker.transport.redis_channel import broker_tls
+from worker.transport import kombu_redis, nodes
+from worker.transport.config import broker_amqp_conf, broker_redis_conf, broker_tls
 
 
-def use_patched_redis_transport() -> None:
-    """redis:// URLs in this process use kombu's Redis transport patched to survive a Redis
-    restart (worker/transport/redis_channel.py); an alias keeps the URL, and so every log line,
-    as operators wrote it."""
-    patched = {
-        "redis": "worker.transport.redis_channel:Transport",
-        "rediss": "worker.transport.redis_channel:Transport",
-        # sentinel:// (REDIS_URL with REDIS_SENTINEL_MASTER): kombu's sentinel transport, same patch
-        "sentinel": "worker.transport.sentinel_channel:SentinelTransport",
-    }
-    for scheme, transport in patched.items():
-        TRANSPORT_ALIASES[scheme] = transport
-        # kombu caches each alias's class on first use: a connection made before the app was
-        # built (a producer in the same process) must not pin the unpatched one
-        kombu.transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
+class DeliveryApp(Celery):
+    """Celery, whose workers get a unique node name by default (worker/transport/nodes.py)."""
+
+    @cached_property
+    def Worker(self) -> type[Worker]:
+        worker: type[Worker] = self.subclass_with_self(nodes.Worker)
+        return worker
 
 
 def create_app(settings: Settings) -> Celery:
-    """The worker's Celery app for `settings` (patches kombu's transport aliases, see above)."""
-    use_patched_redis_transport()
+    """The worker's Celery app for `settings`. Redis broker URLs use the patched transport
+    (worker/transport/kombu_redis/); a worker refuses to start on a kombu it was not tested
+    with."""
+    kombu_redis.install()
     # RedactedTask: every task's events carry masked arguments (Flower shows no token).
-    app = Celery(
+    app = DeliveryApp(
         "b24delivery",
         include=["tasks.delivery", "tasks.portal"],
-        task_cls="worker.transport.redis_channel:RedactedTask",
+        task_cls="worker.transport.events:RedactedTask",
     )
     app.conf.update(
         broker_url=settings.broker,
@@ -70,6 +64,9 @@ def create_app(settings: Settings) -> Celery:
         # Short tasks: each process reserves 4 messages, enough to hide the Redis round trip
         # without letting one process hoard a backlog (acks_late keeps them recoverable).
         worker_prefetch_multiplier=4,
+        # A backstop for memory: a pool process that grew past the limit (a leak, one huge
+        # answer) is replaced after its task ends (KiB here; DELIVERY_WORKER_MAX_MEMORY_MIB).
+        worker_max_memory_per_child=settings.worker_max_memory_mib * 1024 or None,
         # Flower: task and worker events, and sent events for the producer side.
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -127,6 +124,12 @@ def create_app(settings: Settings) -> Celery:
 
     signals.celeryd_init.connect(start_error_tracking, weak=False)
     signals.beat_init.connect(start_error_tracking, weak=False)
+
+    def check_kombu(**_: Any) -> None:
+        """The patched transport relies on kombu's internals as the tested release has them."""
+        kombu_redis.require_tested_kombu()
+
+    signals.worker_init.connect(check_kombu, weak=False)
 
     def check_token_keys(**_: Any) -> None:
         """A worker that cannot read the stored tokens refuses to start

@@ -9,7 +9,9 @@ seconds, never while the worker that holds them is alive.
 from __future__ import annotations
 
 import math
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Exchange, Queue
 
@@ -23,13 +25,13 @@ FLUSH_DELIVERY_LIMIT = 20
 
 
 def broker_redis_conf(settings: Settings) -> dict[str, Any]:
-    """kombu's Redis transport (patched in worker/transport/redis_channel.py) with fast recovery."""
+    """kombu's Redis transport (patched in worker/transport/kombu_redis/) with fast recovery."""
     return {
         "task_queues": (Queue(INGEST_QUEUE), Queue(FLUSH_QUEUE)),
         "broker_transport_options": {
             # Each consumer's reserved messages carry its id; a consumer whose heartbeat key
             # is older than consumer_ttl is dead and its messages go back
-            # (worker/transport/redis_channel.py).
+            # (worker/transport/kombu_redis/recovery.py).
             "consumer_ttl": settings.consumer_ttl_s,
             # Look for them every fifth of that.
             "unacked_restore_interval": max(1, int(settings.consumer_ttl_s / 5)),
@@ -98,3 +100,14 @@ def countdown_s(settings: Settings, delay_s: float) -> float | None:
     if delay_s <= 0:
         return None
     return float(math.ceil(delay_s)) if settings.broker_is_amqp else delay_s
+
+
+def broker_tls(url: str) -> dict[str, Any] | None:
+    """Celery's `broker_use_ssl` for a `rediss://` broker URL, else None.
+
+    Without it kombu connects to a `rediss://` broker with certificate checks off (it logs a
+    warning and uses CERT_NONE). Here the certificate is required, as redis-py requires it for
+    the state store's connection. `ssl_*` parameters in the URL (`ssl_ca_certs` for a private
+    CA) replace these options; redis-py then still requires the certificate by default.
+    """
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if urlsplit(url).scheme == "rediss" else None

@@ -1,6 +1,6 @@
 """Redis Sentinel: the state client through `redis.sentinel`, the broker through kombu's
 sentinel transport with the same reconnect patch as the plain Redis one
-(worker/transport/sentinel_channel.py, on worker/transport/redis_channel.py).
+(worker/transport/kombu_redis/sentinel.py, on worker/transport/kombu_redis/channel.py).
 
 `REDIS_URL=sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379/0` (kombu's form: one
 `sentinel://` address per sentinel, `;`-separated) with `REDIS_SENTINEL_MASTER=mymaster`. kombu

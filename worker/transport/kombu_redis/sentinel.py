@@ -1,5 +1,5 @@
 """kombu's sentinel transport with the Redis transport's reconnect fixes
-(worker/transport/redis_channel.py).
+(worker/transport/kombu_redis/channel.py).
 
 The Celery app maps `sentinel://` broker URLs here (worker/transport/celery_app.py); the
 channel asks the sentinels for the current master whenever Celery reconnects it, so after a
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from kombu.transport import redis as kombu_redis
 
-from worker.transport.redis_channel import Channel as RedisChannel
-from worker.transport.redis_channel import QoS
+from worker.transport.kombu_redis.channel import Channel as RedisChannel
+from worker.transport.kombu_redis.channel import QoS
 
 
 class SentinelChannel(RedisChannel, kombu_redis.SentinelChannel):

@@ -1,5 +1,5 @@
 """kombu's Redis transport, made to survive a Redis restart and to give a killed worker's
-reserved messages back within seconds; and task events without secrets.
+reserved messages back within seconds.
 
 kombu 5.7's Redis channel keeps working on a connection that is already gone: after Redis
 drops, acking a task that just finished, or closing the channel (which requeues the worker's
@@ -11,7 +11,12 @@ the failed ack and reconnects; the messages stay in kombu's unacked hash and ret
 consumer's heartbeat expires (below), and our tasks are safe to run twice.
 
 Fast recovery: a killed consumer's reserved messages go back within seconds, and no message
-is lost between the pop and the record (worker/transport/recovery.py explains how).
+is lost between the pop and the record (worker/transport/kombu_redis/recovery.py explains how).
+
+Queues consumed without acknowledgement (a remote-control reply queue: `b24-delivery health
+worker`, `celery inspect`) are fetched with kombu's own BRPOP: nothing acks their messages, so
+recording them would leave them in the unacked hash, and the restore would put them back once
+the probe's process is gone.
 """
 
 # The type stubs know kombu's Redis channel only by its public API; this module works on its
@@ -21,29 +26,26 @@ is lost between the pop and the record (worker/transport/recovery.py explains ho
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
-import ssl
 import threading
 import time
 import uuid
+from functools import cache
 from queue import Empty
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
-from celery import Task
-from celery.worker.request import Request
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from worker.ops.logs import redact
-from worker.transport.recovery import (
+from worker.store.scripts import Spec, spec
+from worker.transport.kombu_redis.recovery import (
     ALIVE_PREFIX,
-    FETCH,
     HOLDERS_KEY,
     RESTORE_MUTEX,
     restore_orphans,
@@ -97,6 +99,13 @@ class QoS(kombu_redis.QoS):
                     pass
 
 
+@cache
+def fetch_script() -> tuple[Spec, str]:
+    """The reliable fetch (worker/store/lua/broker_fetch.lua) and its SHA1, for EVALSHA."""
+    fetch = spec("broker_fetch")
+    return fetch, hashlib.sha1(fetch.source.encode()).hexdigest()  # noqa: S324 - Redis' id
+
+
 class Channel(kombu_redis.Channel):
     QoS = QoS
     #: seconds without a heartbeat after which a consumer's reserved messages go back (0: off,
@@ -112,6 +121,8 @@ class Channel(kombu_redis.Channel):
         self._stopped = threading.Event()
         self._fetching: str | None = None  # the command in flight: FETCH or WAIT
         self._idle = False
+        self._fetch_loaded = False  # FETCH is in this Redis' script cache (reset on NOSCRIPT)
+        self._no_ack_queues: set[str] = set()
 
     @staticmethod
     def _new_holder() -> str:
@@ -122,14 +133,28 @@ class Channel(kombu_redis.Channel):
         return ALIVE_PREFIX + self.holder
 
     @property
-    def unacked_key_names(self) -> list[str]:
-        return [self.unacked_index_key, self.unacked_key, HOLDERS_KEY, self.alive_key]
+    def unacked_keys(self) -> dict[str, str]:
+        """The keys the fetch records a message under, by the scripts' names for them."""
+        return {
+            "unacked_index_key": self.unacked_index_key,
+            "unacked_key": self.unacked_key,
+            "holders_key": HOLDERS_KEY,
+            "alive_key": self.alive_key,
+        }
 
     # -- reliable fetch (replaces kombu's BRPOP) --
 
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _consumes_without_acks(self) -> bool:
+        return not self._no_ack_queues.isdisjoint(self._active_queues)
+
     def _brpop_start(self, timeout: Any = None) -> None:
-        if not self.consumer_ttl or self.global_keyprefix:
-            super()._brpop_start(timeout)
+        if not self.consumer_ttl or self.global_keyprefix or self._consumes_without_acks():
+            super()._brpop_start(timeout)  # no-ack queues: see the module's docstring
             return
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
@@ -142,20 +167,26 @@ class Channel(kombu_redis.Channel):
             self._fetching = "WAIT"
             connection.send_command("BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", IDLE_WAIT_S)
         else:
+            self._load_fetch()
             self._fetching = "FETCH"
-            ttl_ms = int(self.consumer_ttl * 1000)
-            names = self.unacked_key_names
-            connection.send_command(
-                "EVAL",
-                FETCH,
-                len(names) + len(keys),
-                *names,
-                *keys,
-                self.holder,
-                time.time(),
-                ttl_ms,
+            fetch, sha = fetch_script()
+            ordered_keys, ordered_args = fetch.ordered(
+                {**self.unacked_keys, "queue_keys": keys},
+                {
+                    "holder": self.holder,
+                    "now": time.time(),
+                    "heartbeat_ttl_ms": int(self.consumer_ttl * 1000),
+                },
             )
+            connection.send_command("EVALSHA", sha, len(ordered_keys), *ordered_keys, *ordered_args)
         return None
+
+    def _load_fetch(self) -> None:
+        """Put FETCH in Redis' script cache (once, and again after a restart emptied it)."""
+        if not self._fetch_loaded:
+            with self.conn_or_acquire() as client:
+                client.script_load(fetch_script()[0].source)
+            self._fetch_loaded = True
 
     def _brpop_read(self, **options: Any) -> Any:
         fetching, self._fetching = self._fetching, None
@@ -163,22 +194,25 @@ class Channel(kombu_redis.Channel):
             return super()._brpop_read(**options)
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+                reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
+            except redis.exceptions.NoScriptError:
+                self._fetch_loaded = False  # Redis restarted: load it again, then fetch
+                raise Empty() from None
             except self.connection_errors:
                 self.client.connection.disconnect()
                 if fetching == "FETCH":
                     self._reply_lost()
                 raise
-            if fetching == "WAIT" or not reply:
+            fetched = json.loads(bytes_to_str(reply)) if fetching == "FETCH" else {}
+            if not fetched:
                 if fetching == "FETCH":  # wait on the next queue of the cycle
                     self._queue_cycle.rotate(self._queue_cycle.consume(1)[0])
                 self._idle = fetching == "FETCH"
                 raise Empty()
             self._idle = False
-            key, raw = reply
-            queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            queue = fetched["queue"].rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            payload = loads(bytes_to_str(raw))
+            payload = loads(fetched["message"])
             tag = (payload.get("properties") or {}).get("delivery_tag")
             if tag:
                 self.recorded.add(tag)
@@ -238,30 +272,3 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
-
-
-class RedactedRequest(Request):
-    """What the worker's task events (and so Flower) show of a task's arguments: masked."""
-
-    @property
-    def argsrepr(self) -> str:
-        return repr(redact(list(self.args or ())))
-
-    @property
-    def kwargsrepr(self) -> str:
-        return repr(redact(dict(self.kwargs or {})))
-
-
-class RedactedTask(Task):  # type: ignore[type-arg]
-    Request = "worker.transport.redis_channel:RedactedRequest"
-
-
-def broker_tls(url: str) -> dict[str, Any] | None:
-    """Celery's `broker_use_ssl` for a `rediss://` broker URL, else None.
-
-    Without it kombu connects to a `rediss://` broker with certificate checks off (it logs a
-    warning and uses CERT_NONE). Here the certificate is required, as redis-py requires it for
-    the state store's connection. `ssl_*` parameters in the URL (`ssl_ca_certs` for a private
-    CA) replace these options; redis-py then still requires the certificate by default.
-    """
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if urlsplit(url).scheme == "rediss" else None
