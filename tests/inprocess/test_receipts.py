@@ -158,3 +158,47 @@ def test_a_confirmed_record_shrinks(rt: Runtime, r: redis.Redis) -> None:
     deliver(rt, receipt_payload("a", chat={"id": "c"}))
     after = json.loads(r.hget(records, "myconnector:1") or b"{}")
     assert after["s"] == 2 and "el" not in after and len(json.dumps(after)) < before
+
+
+def test_both_tasks_requeue_themselves_when_redis_is_unreachable(
+    settings: Any, sent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Reject
+
+    from devtools.redis_local import free_port
+    from tasks import receipts as tasks
+
+    down = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    monkeypatch.setattr(tasks, "runtime", lambda: Runtime.create(settings, sent, client=down))
+    for task, payload in (
+        (tasks.sent, sent_payload(1, "a")),
+        (tasks.delivered, receipt_payload("a")),
+    ):
+        with pytest.raises(Reject) as err:
+            task.run(**payload)
+        assert err.value.requeue, task.name
+
+
+#: the bytes a kept record may take (docs/receipts.md, "Capacity", quotes the measured figures)
+MAX_BYTES_KEPT, MAX_BYTES_CONFIRMED = 800, 500
+
+
+def test_memory_per_kept_record(rt: Runtime, r: redis.Redis) -> None:
+    """MEMORY USAGE (every element counted) of a portal's receipt keys over 5000 records shaped
+    as a real connector's: one 36-character external id, a chat id, 9-digit Bitrix24 ids."""
+    n, keys = 5000, KEYS.receipt_keys("p1")
+    names = ("records_key", "ids_key", "kept_key", "open_key")
+
+    def used() -> int:
+        return sum(int(r.memory_usage(keys[k], samples=0) or 0) for k in names)
+
+    for i in range(n):
+        ext = f"{i:08d}-7f3a-4c1e-9b2d-5e6f7a8b9c0d"
+        send(rt, sent_payload(300_000_000 + i, ext, chat=f"{100_000_000 + i}"))
+    kept = used() / n
+    for i in range(n):
+        ext = f"{i:08d}-7f3a-4c1e-9b2d-5e6f7a8b9c0d"
+        deliver(rt, receipt_payload(ext, chat={"id": f"{100_000_000 + i}"}))
+    confirmed = used() / n
+    print(f"\n[receipts memory] kept {kept:.0f} B/record, confirmed {confirmed:.0f} B/record")
+    assert kept <= MAX_BYTES_KEPT and confirmed <= MAX_BYTES_CONFIRMED

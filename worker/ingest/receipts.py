@@ -41,8 +41,16 @@ def _compact(value: Any) -> str:
 
 
 def id_field(connector: str, chat: str | None, external_id: str) -> str:
-    """The field an external id is kept under: unambiguous whatever the id holds."""
-    return _compact([connector_key(connector), chat or "", external_id])
+    """The field an external id is kept under, `<connector>:<len(chat)>:<chat>:<id>`:
+    unambiguous whatever the chat and the id hold (a connector id has no `:`)."""
+    chat = chat or ""
+    return f"{connector_key(connector)}:{len(chat)}:{chat}:{external_id}"
+
+
+def external_id(field: str) -> str:
+    """The external id of an `id_field`."""
+    _, length, rest = field.split(":", 2)
+    return rest[int(length) + 1 :]
 
 
 def record_id(connector: str, im_message_id: int) -> str:
@@ -107,7 +115,7 @@ def record_sent(rt: Runtime, item: Sent, payload: dict[str, Any]) -> Outcome:
             f"{item.element['im']['message_id']} (a second delivery.sent with other ids)",
         )
     elif kind == "taken":
-        external = json.loads(reply["field"])[2]
+        external = external_id(reply["field"])
         error = InvalidInput(
             "message.id",
             f"{external!r} is already kept for another Bitrix24 message "
@@ -183,17 +191,17 @@ def sweep(rt: Runtime) -> dict[str, int]:
         for raw, id_field_ in zip(
             reply.get("late") or [], reply.get("late_fields") or [], strict=True
         ):
-            _reject_late(rt, json.loads(raw), json.loads(id_field_)[2])
+            _reject_late(rt, json.loads(raw), external_id(id_field_))
             totals["unmatched"] += 1
     return totals
 
 
-def _reject_late(rt: Runtime, waited: dict[str, Any], external_id: str) -> None:
+def _reject_late(rt: Runtime, waited: dict[str, Any], external: str) -> None:
     payload = waited.get("payload", {})
     wait = rt.settings.receipt_wait_s
     error = InvalidInput(
         "message_id",
-        f"{external_id!r} has no delivery.sent record (none arrived within "
+        f"{external!r} has no delivery.sent record (none arrived within "
         f"DELIVERY_RECEIPT_WAIT_S = {wait:g} s); nothing was sent to the portal",
     )
     reject(rt, DELIVERED_TASK, error, payload)

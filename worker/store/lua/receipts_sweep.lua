@@ -21,7 +21,7 @@ local unconfirmed = {}
 for _, record_id in ipairs(old) do
   local raw = redis.call('HGET', records_key, record_id)
   if raw then
-    for _, f in ipairs(cjson.decode(cjson.decode(raw).fj)) do
+    for _, f in ipairs(cjson.decode(raw).f) do
       if redis.call('HGET', ids_key, f) == record_id then redis.call('HDEL', ids_key, f) end
     end
     redis.call('HDEL', records_key, record_id)

@@ -22,17 +22,19 @@ local ttl_s = tonumber(ARGV[7])
 local max_records = tonumber(ARGV[8])
 
 local now = now_s()
+local fields = cjson.decode(fields_json)
 local existing = redis.call('HGET', records_key, record_id)
 if existing then
   local rec = cjson.decode(existing)
-  if rec.fj ~= fields_json then return cjson.encode({kind = 'conflict'}) end
+  local same = #rec.f == #fields
+  for i, f in ipairs(fields) do same = same and rec.f[i] == f end
+  if not same then return cjson.encode({kind = 'conflict'}) end
   redis.call('HINCRBY', stats_key, 'sent_repeated', 1)
   if rec.s == 1 then  -- confirmed, its ingest not yet marked done: run it again (coalesced)
     return cjson.encode({kind = 'confirm', el = rec.el, date = rec.date})
   end
   return cjson.encode({kind = 'repeat'})
 end
-local fields = cjson.decode(fields_json)
 for _, f in ipairs(fields) do
   local other = redis.call('HGET', ids_key, f)
   if other then return cjson.encode({kind = 'taken', field = f, other = other}) end
@@ -51,7 +53,7 @@ for _, f in ipairs(fields) do
   end
   redis.call('HSET', ids_key, f, record_id)
 end
-local rec = {s = 0, t = now, fj = fields_json, el = el_json, line = line, c = connector}
+local rec = {s = 0, f = fields, el = el_json, line = line, c = connector}
 if date ~= nil then rec.s = 1; rec.date = date end
 redis.call('HSET', records_key, record_id, cjson.encode(rec))
 redis.call('ZADD', kept_key, now, record_id)
