@@ -126,7 +126,7 @@ class Settings:
     #: how long a `delivery.sent` record is kept for its receipt, counted from its `sent`
     #: (3 days: a recipient offline over a weekend still confirms; see docs/receipts.md)
     sent_ttl_s: float = 259_200.0
-    #: most kept `delivery.sent` records per portal (about 40 MB at most); past it a `sent` is
+    #: most kept `delivery.sent` records per portal (about 60 MB at most); past it a `sent` is
     #: rejected and counted, so one tenant cannot fill the memory every tenant shares
     sent_max_per_portal: int = 100_000
     #: how long a `delivery.delivered` whose `sent` has not arrived yet waits for it
