@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from tests.harness import ROOT, run_python
 from tests.harness import confirmation as payload
 from tests.reliability import test_bad_input as bad
 from tests.unit import test_validation as cases
@@ -301,3 +303,32 @@ def test_number_ranges_are_exact() -> None:
         for n in probes:
             if n >= 0:
                 assert bool(pattern.search(str(n))) == (lo <= n <= hi), (lo, hi, n)
+
+
+# -- where they are shipped, and the command -----------------------------------------------
+
+
+def test_the_shipped_schemas_are_current() -> None:
+    """The wheel (worker/schemas/) and the docs (docs/schemas/) carry the defaults' schemas."""
+    for folder in schema.FOLDERS:
+        where = folder if folder.is_absolute() else ROOT / folder
+        for name in schema.NAMES:
+            path = where / f"{name}.json"
+            assert path.is_file(), f"{path} is missing: run `make schemas`"
+            current = schema.dumps(schema.schema(name))
+            assert path.read_text() == current, f"{path} is stale: run `make schemas`"
+
+
+def test_the_schema_command_lists_prints_and_refuses() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DELIVERY_", "BITRIX24_"))}
+    env.update(PYTHONPATH=str(ROOT), DELIVERY_CONFIRM_MANY_MAX="7")
+    listed = run_python("-m", "worker.cli", "schema", env=env)
+    assert listed.returncode == 0 and listed.stdout.split() == list(schema.NAMES)
+    printed = run_python("-m", "worker.cli", "schema", "delivery.confirm_many", env=env)
+    assert printed.returncode == 0, printed.stderr
+    document = json.loads(printed.stdout)
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert document["properties"]["confirmations"]["maxItems"] == 7, "the current settings"
+    unknown = run_python("-m", "worker.cli", "schema", "delivery.nope", env=env)
+    assert unknown.returncode == 2 and "unknown payload" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -21,13 +21,25 @@ from worker.cli import (
     produce,
     receipts,
     rotate_keys,
+    schema,
     simulator,
 )
 from worker.cli.common import USAGE_ERROR, UserError, fail
 from worker.release import version
 
 #: every group of subcommands, in `--help` order
-COMMANDS = (inspect, parking, dead, receipts, rotate_keys, produce, simulator, metrics, health)
+COMMANDS = (
+    inspect,
+    parking,
+    dead,
+    receipts,
+    rotate_keys,
+    produce,
+    schema,
+    simulator,
+    metrics,
+    health,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ Imports nothing beyond the standard library and the validators (the producer hel
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from worker.ingest import validation as v
@@ -255,9 +256,13 @@ def tokens_request() -> Schema:
 
 def schema(name: str, settings: Any = None) -> Schema:
     """The schema of `name` for `settings` (worker.settings.Settings; None: the defaults)."""
-    limit = getattr(settings, "confirm_many_max", 500)
+    if settings is None:
+        from worker.settings import Settings
+
+        settings = Settings()
+    limit = settings.confirm_many_max
     require = bool(getattr(settings, "require_message_id", False))
-    networks = settings.endpoint_networks if settings is not None else frozenset({"public"})
+    networks = settings.endpoint_networks
     build = {
         "delivery.confirm": lambda: confirm(require),
         "delivery.confirm_many": lambda: confirm_many(limit, require),
@@ -275,3 +280,25 @@ def schema(name: str, settings: Any = None) -> Schema:
 
 def dumps(document: Schema) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+#: where the defaults' schemas are kept: in the package (the wheel) and in the docs
+FOLDERS = (Path(__file__).resolve().parents[1] / "schemas", Path("docs") / "schemas")
+
+
+def write_defaults(root: Path) -> list[Path]:
+    """Write every schema for the default settings under `root`'s FOLDERS (`make schemas`)."""
+    written = []
+    for folder in FOLDERS:
+        target = folder if folder.is_absolute() else root / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for name in NAMES:
+            path = target / f"{name}.json"
+            path.write_text(dumps(schema(name)))
+            written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_defaults(Path.cwd()):
+        print(written_path)
