@@ -74,12 +74,15 @@ class Producer:
         app: Celery | None = None,
         sentinel_master: str | None = None,
         confirm_many_max: int = CONFIRM_MANY_MAX,
+        require_message_id: bool = False,
     ) -> None:
         """`broker_url`: Redis (`redis://`), kombu's Sentinel list
         (`sentinel://h1:26379;sentinel://h2:26379/0`, with `sentinel_master` the monitored
-        master's name), or RabbitMQ (`amqp://`). `confirm_many_max`: the workers'
-        DELIVERY_CONFIRM_MANY_MAX, when it is not the default."""
+        master's name), or RabbitMQ (`amqp://`). `confirm_many_max`, `require_message_id`: the
+        workers' DELIVERY_CONFIRM_MANY_MAX and DELIVERY_REQUIRE_MESSAGE_ID (when not the
+        defaults)."""
         self.confirm_many_max = confirm_many_max
+        self.require_message_id = require_message_id
         self.app = app or Celery(
             "b24producer", broker=broker_url, set_as_current=False, amqp=MaskingAMQP
         )
@@ -122,7 +125,7 @@ class Producer:
             kwargs["message"] = message
         if chat is not None:
             kwargs["chat"] = chat
-        validation.confirmation(kwargs)
+        validation.confirmation(kwargs, require_message_id=self.require_message_id)
         return str(self.app.send_task(CONFIRM, kwargs=kwargs, retry=False).id)
 
     def confirm_many(self, confirmations: list[dict[str, Any]]) -> str:
@@ -142,7 +145,7 @@ class Producer:
             if not isinstance(item, dict):
                 raise InvalidInput(where, "must be an object")
             try:
-                validation.confirmation(item)
+                validation.confirmation(item, require_message_id=self.require_message_id)
             except InvalidInput as exc:
                 raise InvalidInput(f"{where}.{exc.field}", exc.rule) from None
         kwargs = {"confirmations": items}

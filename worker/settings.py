@@ -122,7 +122,6 @@ class Settings:
     #: 1: refuse a confirmation without message.id at ingest (the portal keeps it as the message's
     #: external id); 0: accept it, counted as without_message_id and warned once per group
     require_message_id: bool = False
-    #: `json` (lines), `console`, or `auto` (console on a terminal); the level is Celery's -l
     #: how long a `delivery.sent` record is kept for its receipt, counted from its `sent`
     #: (3 days: a recipient offline over a weekend still confirms; see docs/receipts.md)
     sent_ttl_s: float = 259_200.0
@@ -131,6 +130,7 @@ class Settings:
     sent_max_per_portal: int = 100_000
     #: how long a `delivery.delivered` whose `sent` has not arrived yet waits for it
     receipt_wait_s: float = 60.0
+    #: `json` (lines), `console`, or `auto` (console on a terminal); the level is Celery's -l
     log_format: str = "auto"
     #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
     replica_acks: int = 0

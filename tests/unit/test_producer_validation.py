@@ -64,6 +64,13 @@ def test_confirm_many_names_the_element_and_honours_the_limit() -> None:
         small.confirm_many([good, good])
 
 
+def test_require_message_id_mirrors_the_workers_setting() -> None:
+    strict = Producer("redis://127.0.0.1:1/0", require_message_id=True)
+    with pytest.raises(InvalidInput) as err:
+        strict.confirm(portal="p", connector="c", line=1, im=IM)
+    assert err.value.field == "message.id"
+
+
 def test_the_validators_import_nothing_beyond_the_base_install() -> None:
     code = textwrap.dedent(
         """
