@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test docs lint format bench capacity chaos clean lock promtool
+.PHONY: install run test docs lint format bench capacity chaos clean schemas lock promtool
 
 # Every pin checked against its hash; then the project itself, editable (the console script).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -64,6 +64,10 @@ chaos: $(STAMP)
 ## re-resolve both lock files from pyproject.toml with hashes, for every platform (needs PyPI).
 ## Existing pins are kept unless LOCK_ARGS=--upgrade (or --upgrade-package NAME).
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
+## the payload schemas for the default settings (worker/schemas/, docs/schemas/): after a rule changes
+schemas: $(STAMP)
+	$(PY) -m worker.ingest.schema
+
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(LOCK_ARGS) \
 		--output-file requirements-dev.lock

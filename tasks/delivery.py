@@ -17,7 +17,7 @@ from worker import app, get_settings
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.flush.flow import flush as flush_portal
-from worker.ingest import many
+from worker.ingest import many, receipts
 from worker.ingest.message_id import note_missing
 from worker.ingest.validation import confirmation
 from worker.names import CONFIRM_MANY_TASK, CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
@@ -92,6 +92,7 @@ def sweep() -> int:
         triggers.send_flush(rt.send_task, group)
     if groups:
         log.info("sweep re-triggered groups", groups=len(groups))
+    receipts.sweep(rt)  # kept delivery.sent records past their TTL; receipts that waited in vain
     return len(groups)
 
 

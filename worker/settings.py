@@ -129,6 +129,14 @@ class Settings:
     #: 1: refuse a confirmation without message.id at ingest (the portal keeps it as the message's
     #: external id); 0: accept it, counted as without_message_id and warned once per group
     require_message_id: bool = False
+    #: how long a `delivery.sent` record is kept for its receipt, counted from its `sent`
+    #: (3 days: a recipient offline over a weekend still confirms; see docs/receipts.md)
+    sent_ttl_s: float = 259_200.0
+    #: most kept `delivery.sent` records per portal (about 60 MB at most); past it a `sent` is
+    #: rejected and counted, so one tenant cannot fill the memory every tenant shares
+    sent_max_per_portal: int = 100_000
+    #: how long a `delivery.delivered` whose `sent` has not arrived yet waits for it
+    receipt_wait_s: float = 60.0
     #: `json` (lines), `console`, or `auto` (console on a terminal); the level is Celery's -l
     log_format: str = "auto"
     #: replicas an ingest waits for (Redis WAIT) before it is acknowledged; 0: asynchronous
@@ -440,6 +448,9 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "portal_budget_window_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
     "confirm_many_max": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
     "require_message_id": (_flag, "0 or 1"),
+    "sent_ttl_s": (_number(float, 1, 30 * 86_400), "seconds, from 1 to 2592000"),
+    "sent_max_per_portal": (_number(int, 1, 10_000_000), "an integer from 1 to 10000000"),
+    "receipt_wait_s": (_number(float, 0.05, 3600), "seconds, from 0.05 to 3600"),
     "log_format": (_choice("auto", "json", "console"), "one of auto, json, console"),
     "replica_acks": (_number(int, 0, 16), "an integer from 0 to 16"),
     "replica_timeout_ms": (_number(int, 1, 60_000), "milliseconds, from 1 to 60000"),

@@ -78,6 +78,8 @@ def test_the_wheel_carries_what_it_loads(wheel: Path) -> None:
     }
     spec = {p.relative_to(ROOT).as_posix() for p in (ROOT / "b24sim" / "spec").glob("*.json")}
     assert lua and spec and lua | spec <= names
+    schemas = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker" / "schemas").glob("*.json")}
+    assert len(schemas) == 7 and schemas <= names, "the payload schemas for the defaults ship"
     assert {"worker/py.typed", "b24sim/py.typed", "b24producer/py.typed"} <= names
     assert any(n.endswith("licenses/LICENSE") for n in names)
 

@@ -8,6 +8,7 @@ import json
 import threading
 from typing import Any
 
+import pytest
 import redis
 
 from b24sim import Fault, PortalConfig, Simulator
@@ -22,6 +23,7 @@ from tests.harness import (
     wait_for,
 )
 from tests.reliability.util import spawn, wait_ready
+from worker.errors import InvalidInput
 from worker.store.keys import Keys
 
 
@@ -150,9 +152,10 @@ def test_tokens_only_go_to_the_registered_endpoint(
     other = sim.add_portal(PortalConfig(member_id="other"))  # never registered with the worker
     p.register_portal(**good.as_register_kwargs())
     for n, endpoint in enumerate(BAD_ENDPOINTS):
-        p.register_portal(
-            **{**good.as_register_kwargs(), "member_id": f"bad{n}", "client_endpoint": endpoint}
-        )
+        bad = {**good.as_register_kwargs(), "member_id": f"bad{n}", "client_endpoint": endpoint}
+        with pytest.raises(InvalidInput, match="client_endpoint"):
+            p.register_portal(**bad)  # the producer refuses it before sending...
+        p.app.send_task("portal.register", kwargs=bad)  # ...and so does the worker
     smuggled = [
         {"client_endpoint": other.client_endpoint},
         {"auth": other.access_token},

@@ -22,6 +22,7 @@ GROUP = Group("p1", "myconnector", 107)
 BY_NAME = {
     **KEYS.group_keys(GROUP),
     **KEYS.portal_keys(GROUP.portal),
+    **KEYS.receipt_keys(GROUP.portal),
     "last_run_key": KEYS.sweep_last_run,
     "lock_key": KEYS.refresh_lock(GROUP.portal),
 }
@@ -32,6 +33,7 @@ FLEET_WIDE = {
     "dead_key": KEYS.dead,
     "dead_data_key": KEYS.dead_data,
     "last_run_key": KEYS.sweep_last_run,
+    "receipts_due_key": KEYS.receipts_due,
 }
 #: script -> the fleet-wide keys it touches besides the portal's slot
 CROSS_SLOT = {
@@ -41,6 +43,10 @@ CROSS_SLOT = {
     "ingest": {"due_key", "stats_key"},
     "ingest_many": {"due_key", "stats_key"},
     "move_endpoint": set(),
+    "receipt": {"receipts_due_key", "stats_key"},
+    "receipt_ingested": set(),
+    "receipts_sweep": {"receipts_due_key", "stats_key"},
+    "sent": {"receipts_due_key", "stats_key"},
     "refuse": set(),
     "release_lock": set(),
     "renew": {"due_key"},

@@ -12,12 +12,34 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from worker.cli import dead, health, inspect, metrics, parking, produce, rotate_keys, simulator
+from worker.cli import (
+    dead,
+    health,
+    inspect,
+    metrics,
+    parking,
+    produce,
+    receipts,
+    rotate_keys,
+    schema,
+    simulator,
+)
 from worker.cli.common import USAGE_ERROR, UserError, fail
 from worker.release import version
 
 #: every group of subcommands, in `--help` order
-COMMANDS = (inspect, parking, dead, rotate_keys, produce, simulator, metrics, health)
+COMMANDS = (
+    inspect,
+    parking,
+    dead,
+    receipts,
+    rotate_keys,
+    produce,
+    schema,
+    simulator,
+    metrics,
+    health,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -81,7 +81,14 @@ def _code(value: Any, field: str) -> str:
     return value
 
 
+def _whole(value: Any) -> Any:
+    """A float with no fraction as the integer it is: JSON has one number type, and JSON Schema's
+    `integer` is any number with a zero fractional part (107.0 is 107)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _positive_int(value: Any, field: str) -> int:
+    value = _whole(value)
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
@@ -96,7 +103,10 @@ def _object(value: Any, field: str) -> dict[str, Any]:
 
 
 def _text(value: Any, field: str, limit: int = MAX_TEXT) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
+    """A non-blank string of at most `limit` characters; an integer id (within +-MAX_ID) is
+    taken as its decimal text."""
+    value = _whole(value)
+    if isinstance(value, int) and not isinstance(value, bool) and -MAX_ID <= value <= MAX_ID:
         value = str(value)
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise InvalidInput(field, f"must be a non-empty string of at most {limit} characters")
@@ -133,7 +143,7 @@ def _message(value: Any) -> dict[str, Any]:
             raise InvalidInput("message.id", rule)
         out["id"] = ids
     if "date" in message:
-        date = message["date"]
+        date = _whole(message["date"])
         if isinstance(date, bool) or not isinstance(date, int) or not 0 <= date <= 2**40:
             raise InvalidInput("message.date", "must be Unix seconds (a non-negative integer)")
         out["date"] = date
@@ -178,13 +188,43 @@ def confirmation(payload: dict[str, Any], *, require_message_id: bool = False) -
 
 #: every network: only what no setting allows is refused (scheme, credentials, forbidden literals)
 ALL_NETWORKS = frozenset(NETWORKS)
+MAX_URL = 2048
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_NAME = rf"{_LABEL}(?:\.{_LABEL})*"
+_HOST = rf"(?:{_NAME}|\[[0-9A-Fa-f:]{{2,39}}\])"
+_LOOPBACK_HOST = rf"(?:localhost|127(?:\.{_OCTET}){{3}}|\[::1\])"
+_REST = r"(?:[/?#][!-~]*)?"
+
+
+def endpoint_pattern(networks: frozenset[str]) -> str:
+    """The shape of an endpoint URL (matched whole): `https://host[:port][/path]`, or
+    `http://` to a loopback host when `loopback` is allowed; no credentials, no whitespace."""
+    http = rf"|http://{_LOOPBACK_HOST}" if "loopback" in networks else ""
+    return rf"(?:https://{_HOST}{http})(?::{_PORT})?{_REST}"
+
+
+def endpoint_rule(networks: frozenset[str]) -> str:
+    loopback = ", or http:// to localhost, 127.x.x.x or [::1]" if "loopback" in networks else ""
+    return (
+        f"must be an https:// URL{loopback} (host name or IP literal, optional port and path; "
+        "no credentials, no spaces)"
+    )
 
 
 def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -> str:
-    endpoint = _text(value, field, 2048)
-    problem = check_url(endpoint, networks)
+    """`check_url` (scheme, credentials, and the network of an IP literal host: the one rule no
+    JSON Schema can say; a name is checked on every connection, worker/net/guard.py), then the
+    URL's shape (`endpoint_pattern`, which the JSON Schema carries too)."""
+    if not isinstance(value, str) or len(value) > MAX_URL:
+        raise InvalidInput(field, f"must be a non-empty string of at most {MAX_URL} characters")
+    problem = check_url(value, networks)
     if problem:
         raise InvalidInput(field, problem)
+    if not re.fullmatch(endpoint_pattern(networks), value):
+        raise InvalidInput(field, endpoint_rule(networks))
+    endpoint = value
     return endpoint
 
 

@@ -53,6 +53,15 @@ COUNTERS = {
     "packed_calls": "batch requests made for packed groups (one slot of the budget each)",
     "packed_groups": "groups sent inside batch requests",
     "packing_turned_off": "portals that refused the method inside batch (packing off for them)",
+    "sent_kept": "delivery.sent records kept",
+    "sent_repeated": "repeats of a kept delivery.sent (same Bitrix24 and external ids)",
+    "sent_over_cap": "delivery.sent refused: the portal held DELIVERY_SENT_MAX_PER_PORTAL records",
+    "sent_expired": "delivery.sent records dropped at DELIVERY_SENT_TTL_S",
+    "sent_expired_unconfirmed": "delivery.sent records dropped at their TTL, never confirmed",
+    "receipts_matched": "delivery.sent records a receipt confirmed (one confirmation each)",
+    "receipts_deduplicated": "receipt ids naming a record already confirmed",
+    "receipts_waiting": "receipt ids that arrived before their delivery.sent and waited",
+    "receipts_unmatched": "receipt ids rejected: no delivery.sent within DELIVERY_RECEIPT_WAIT_S",
 }
 #: the default listen port: 9808, the earlier default, is celery-exporter's (`--port` sets any)
 DEFAULT_PORT = 9818

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from redis import Redis
 
+from worker.ops.receipt_gauges import receipt_metrics
 from worker.store.keys import Group, Keys, text
 from worker.store.scripts import PARKED  # the scripts' "until portal.register"
 
@@ -188,6 +189,8 @@ def state_metrics(
         ),
     ]
     out += _token_metrics(portals, limits)
+    receipts, receipts_truncated = receipt_metrics(client, keys, now, limits.max_portals)
+    out += receipts
     last = client.get(keys.sweep_last_run)
     if last is not None:
         out.append(
@@ -202,7 +205,11 @@ def state_metrics(
             "b24d_exporter_scan_truncated",
             "1 when a bounded read hit its limit (ages and counts are then lower bounds)",
             "index",
-            {"portals": float(portals.truncated), "due": float(groups_truncated)},
+            {
+                "portals": float(portals.truncated),
+                "due": float(groups_truncated),
+                "receipts": float(receipts_truncated),
+            },
         )
     )
     return out

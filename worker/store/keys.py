@@ -73,6 +73,12 @@ class Keys:
         """SET of registered member_ids."""
         return f"{self.prefix}:portals"
 
+    @property
+    def receipts_due(self) -> str:
+        """ZSET member_id -> when its kept `delivery.sent` records or waiting receipts next need
+        the sweep (the oldest record's expiry, the earliest receipt's wait)."""
+        return f"{self.prefix}:receipts:due"
+
     # per portal
     def portal(self, member_id: str) -> str:
         """HASH: endpoints, tokens, token version, token owner, parking (blocked_until,
@@ -119,6 +125,28 @@ class Keys:
     def groups(self, member_id: str) -> str:
         """SET of the portal's group ids (to resume them on portal.register)."""
         return f"{self.prefix}:{{{member_id}}}:groups"
+
+    # per portal: `delivery.sent` records and the receipts waiting for theirs
+    def receipt_keys(self, member_id: str) -> dict[str, str]:
+        """The keys the receipt scripts name (`records_key`, ...), with the portal's hash tag.
+
+        - records: HASH record id (`<connector>:<im.message_id>`) -> JSON record;
+        - ids: HASH `<connector> NUL <chat> NUL <external id>` -> record id;
+        - kept: ZSET record id -> sent at (every kept record: the cap, the expiry);
+        - open: ZSET record id -> sent at (the records not confirmed yet);
+        - waiting / waiting_data: ZSET / HASH of receipts whose `sent` has not arrived (by the
+          same field as `ids`) -> deadline / JSON."""
+        base = f"{self.prefix}:{{{member_id}}}:sent"
+        return {
+            "records_key": f"{base}:records",
+            "ids_key": f"{base}:ids",
+            "kept_key": f"{base}:kept",
+            "open_key": f"{base}:open",
+            "waiting_key": f"{base}:waiting",
+            "waiting_data_key": f"{base}:waiting:data",
+            "receipts_due_key": self.receipts_due,
+            "stats_key": self.stats,
+        }
 
     # per group
     def _group(self, group: Group, what: str) -> str:

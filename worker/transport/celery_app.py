@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> Celery:
     # RedactedTask: every task's events carry masked arguments (Flower shows no token).
     app = DeliveryApp(
         "b24delivery",
-        include=["tasks.delivery", "tasks.portal"],
+        include=["tasks.delivery", "tasks.portal", "tasks.receipts"],
         task_cls="worker.transport.events:RedactedTask",
     )
     app.conf.update(
