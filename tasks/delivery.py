@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from worker import app, get_settings
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
-from worker.flush.flow import flush as flush_group
+from worker.flush.flow import flush as flush_portal
 from worker.ingest import many, receipts
 from worker.ingest.message_id import note_missing
 from worker.ingest.validation import confirmation
@@ -77,8 +77,10 @@ def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
 
 @app.task(name=FLUSH_TASK, bind=True)
 def flush(self: Task[Any, Any], group: str) -> str:
-    """Lease a batch of the group, call Bitrix24, settle (internal; any worker, any group)."""
-    return flush_group(runtime(), Group.parse(group), self.request.id or "")
+    """Flush the portal of `group`: lease its ready groups, call Bitrix24 once, settle each
+    (internal; any worker, any portal; `group` is one of the portal's, a candidate whatever
+    the portal's pending index says)."""
+    return flush_portal(runtime(), Group.parse(group), self.request.id or "").value
 
 
 @app.task(name=SWEEP_TASK)

@@ -63,15 +63,7 @@ class Runtime:
             triggers.send_flush(self.send_task, group)
 
     def count(self, counter: str, amount: int = 1) -> None:
-        self.redis.hincrby(self.buffer.keys.stats, counter, amount)
-
-    def count_call(self, outcome: str, code: str | None = None) -> None:
-        """One call made to a portal, by its outcome (and the portal's error code)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(self.buffer.keys.stats, f"calls:{outcome}", 1)
-        if code:
-            pipe.hincrby(self.buffer.keys.stats, f"api_error:{code}", 1)
-        pipe.execute()
+        self.buffer.count(counter, amount)
 
 
 def get(settings: Settings, send_task: SendTask) -> Runtime:

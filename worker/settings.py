@@ -34,7 +34,9 @@ SECRET_FIELDS = frozenset({"client_secret", "token_keys", "sentry_dsn"})
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything tunable. Field metadata: env variable, rule text."""
+    """Everything tunable: each field's environment variable is in `ENV_NAMES`, its rule in
+    `RULES` (below); a `#:` comment above a field is its meaning in the configuration
+    reference."""
 
     #: the state store (and the broker unless CELERY_BROKER_URL is set); or kombu's Sentinel form
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -117,6 +119,11 @@ class Settings:
     packing: str = "off"
     #: groups packed into one `batch` request (the platform's limit is 50 commands)
     pack_groups: int = 50
+    #: the share of each portal's sustained rate the fleet spends while its batches are not full
+    #: (the rest is left to the connector's own calls); a full batch still goes at the full rate
+    portal_budget_share: float = 0.25
+    #: the window the budget share is counted over: at most share x rate x window partial calls
+    portal_budget_window_s: float = 10.0
     #: most elements in one `delivery.confirm_many` message
     confirm_many_max: int = 500
     #: 1: refuse a confirmation without message.id at ingest (the portal keeps it as the message's
@@ -437,6 +444,8 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "rejected_keep": (_number(int, 0, 10_000_000), "an integer from 0 to 10000000"),
     "packing": (_choice("off", "batch"), "one of off, batch"),
     "pack_groups": (_number(int, 1, 50), "an integer from 1 to 50"),
+    "portal_budget_share": (_number(float, 0.01, 1), "a share, from 0.01 to 1 (1: no limit)"),
+    "portal_budget_window_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
     "confirm_many_max": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
     "require_message_id": (_flag, "0 or 1"),
     "sent_ttl_s": (_number(float, 1, 30 * 86_400), "seconds, from 1 to 2592000"),

@@ -95,8 +95,8 @@ def test_the_limiter_reserves_a_slot_for_the_throttled_group(
     throttled = rt.buffer.begin(other, "b")
     assert throttled.kind == "throttled" and throttled.trigger is not None
     assert throttled.trigger.delay_s is not None and 0 < throttled.trigger.delay_s <= 0.05
-    slot_at = r.hget(KEYS.meta(other), "slot_at")
-    assert slot_at is not None, "the future slot is reserved for this group"
+    slot_at = r.get(KEYS.slot(GROUP.portal))
+    assert slot_at is not None, "the future slot is reserved for the portal's next flush"
     level = r.hget(KEYS.bucket(GROUP.portal), "level")
     again = rt.buffer.begin(other, "c")
     assert again.kind in ("throttled", "leased")
@@ -146,9 +146,9 @@ def test_the_sweep_claims_overdue_groups_once_per_grace_period(
 
 def test_the_own_trigger_is_released_when_its_flush_begins(rt: Runtime, r: redis.Redis) -> None:
     first = rt.buffer.ingest(GROUP, "1", element(1))
-    assert r.exists(KEYS.trigger(GROUP))
+    assert r.exists(KEYS.trigger(GROUP.portal))
     rt.buffer.begin(GROUP, "someone-else")
-    assert r.exists(KEYS.trigger(GROUP)), "another task's trigger stays"
+    assert r.exists(KEYS.trigger(GROUP.portal)), "another task's trigger stays"
     rt.buffer.begin(GROUP, first.trigger.task_id)
-    held = r.get(KEYS.trigger(GROUP)) or b""
+    held = r.get(KEYS.trigger(GROUP.portal)) or b""
     assert not held.startswith(first.trigger.task_id.encode()), "its own flush frees it"

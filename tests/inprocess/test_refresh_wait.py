@@ -92,7 +92,7 @@ def test_the_refresher_wakes_the_waiting_groups_which_go_with_the_new_token(
     sim.expire_tokens("p1")
     sent.calls.clear()
     assert flush(rt, GROUP, "task") == "refresh"  # 401, refreshed by this flush
-    assert _woken(sent) == [OTHER.id], "the waiter is woken at once"
+    assert OTHER.id in _woken(sent), "the waiter is woken at once"
     assert flush(rt, OTHER, "task") == "delivered"
     assert flush(rt, GROUP, "task") == "delivered"
     counters = sim.counters("p1")

@@ -61,3 +61,11 @@ def test_constants_reach_lua_from_python_only() -> None:
         assert "1e18" not in text and "1800" not in text, f"{path.name} repeats a constant"
     settle = (LUA / "settle.lua").read_text()
     assert not re.search(r"== '(delivered|dead_letter|retry|refresh|park)'", settle)
+
+
+def test_a_script_taking_several_groups_names_their_keys() -> None:
+    """begin.lua leases several groups: the keys it takes for each are named (GROUP_KEYS), read
+    only through those names, and passed by the store after its own."""
+    s = spec("begin")
+    assert s.group_keys == ("items_key", "queue_key", "leased_key", "lease_key", "meta_key")
+    assert all(not spec(name).group_keys for name in SCRIPTS if name != "begin")

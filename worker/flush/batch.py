@@ -27,9 +27,9 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from worker.errors import PortalError
-from worker.flush.call import METHOD, Timeouts, _error_from, _json, _request
+from worker.flush.call import METHOD, Timeouts, error_from, read_json, request
 from worker.flush.policy import BATCH_ONLY, Outcome, canonical, classify_command
-from worker.settings import check_endpoint
+from worker.net.guard import url_problem
 
 BATCH = "batch"
 #: PHP's default `max_input_vars`: `parse_str` silently drops every variable past it
@@ -203,19 +203,19 @@ def send_batch(
     """POST the commands as one `batch` (halt=0); each command's answer by name.
 
     Raises PortalError when the request fails as a whole (503, 401, network, non-JSON)."""
-    problem = check_endpoint(endpoint)
-    if problem:
-        raise PortalError(Outcome.PERMANENT, "INVALID_ENDPOINT", f"client_endpoint {problem}")
+    problem = url_problem(endpoint)
+    if problem:  # as a direct call judges it (worker/flush/call.py): the portal is parked
+        raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", f"client_endpoint {problem}")
     body = {"halt": 0, "cmd": commands, "auth": access_token}
-    response = _request("POST", endpoint + BATCH, timeouts, json=body)
-    payload = _json(response)
+    response = request("POST", endpoint + BATCH, timeouts, json=body)
+    payload = read_json(response)
     inner = payload.get("result") if isinstance(payload, dict) else None
     if response.status_code != 200 or not isinstance(inner, dict) or "error" in payload:
         if response.status_code == 200 and payload is not None and "error" not in payload:
             raise PortalError(
                 Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result", 200
             )
-        raise _error_from(response, payload)
+        raise error_from(response, payload)
     results = _as_map(inner.get("result"))
     errors = _as_map(inner.get("result_error"))
     times = _as_map(inner.get("result_time"))

@@ -1,8 +1,9 @@
 """The two calls to Bitrix24: imconnector.send.status.delivery, and the OAuth token refresh.
 
-Every answer that is not a success becomes a `PortalError` of the class its policy row names
+Every answer that is not a success becomes a `PortalError` with the `Outcome` its policy row names
 (codes matched ignoring case, recorded in their canonical spelling). Redirects are never followed
-here: a portal's 301/302/307/308 becomes `Moved` with its Location, and the caller decides.
+here: a portal's 301/302/307/308 becomes a MOVED `PortalError` with its Location, and the caller
+decides (worker/flush/request.py follows it once).
 Tokens travel only in the request body or query string, never in an error message.
 
 Every connection goes through the one session built by `session()`, whose transport checks each
@@ -37,7 +38,8 @@ def session() -> requests.Session:
     return per_process("http-session", new_session)
 
 
-def _error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:
+def error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:
+    """The PortalError a failed answer stands for (`body`: its JSON, or None)."""
     if not isinstance(body, dict) or not isinstance(body.get("error"), str):
         return PortalError(
             Outcome.TRANSIENT,
@@ -68,7 +70,7 @@ def _moved(response: requests.Response) -> PortalError:
     )
 
 
-def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
+def request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
     """One call; a network failure becomes a TRANSIENT PortalError, named by its class only
     (the URL may carry secrets in its query string). Every connection passes the network policy
     (worker/net/guard.py); a refused one parks the portal (ENDPOINT_REFUSED)."""
@@ -86,7 +88,8 @@ def _request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> reques
         raise PortalError(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
 
 
-def _json(response: requests.Response) -> Any:
+def read_json(response: requests.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON."""
     try:
         return response.json()
     except ValueError:
@@ -106,10 +109,10 @@ def send_status_delivery(
     if problem:
         raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", f"client_endpoint {problem}")
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
-    response = _request("POST", endpoint + METHOD, timeouts, json=body)
+    response = request("POST", endpoint + METHOD, timeouts, json=body)
     if response.status_code in REDIRECTS:
         raise _moved(response)
-    payload = _json(response)
+    payload = read_json(response)
     result = payload.get("result") if isinstance(payload, dict) else None
     if response.status_code == 200 and isinstance(result, dict) and result.get("SUCCESS") is True:
         time_block = payload.get("time")
@@ -123,13 +126,13 @@ def send_status_delivery(
         raise PortalError(
             Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result.SUCCESS", 200
         )
-    raise _error_from(response, payload)
+    raise error_from(response, payload)
 
 
 def refresh_tokens(
     oauth_url: str, client_id: str, client_secret: str, refresh_token: str, timeouts: Timeouts
 ) -> dict[str, Any]:
-    """Exchange a refresh token for a new pair. Raises PortalError (AuthBroken, Transient).
+    """Exchange a refresh token for a new pair. Raises PortalError (AUTH_BROKEN, TRANSIENT, ...).
 
     An error body wins over the status: `wrong_client` may come with HTTP 200."""
     params = {
@@ -138,10 +141,10 @@ def refresh_tokens(
         "client_secret": client_secret,
         "refresh_token": refresh_token,
     }
-    response = _request("GET", oauth_url, timeouts, params=params)
-    payload = _json(response)
+    response = request("GET", oauth_url, timeouts, params=params)
+    payload = read_json(response)
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        raise _error_from(response, payload, oauth=True)
+        raise error_from(response, payload, oauth=True)
     if (
         response.status_code == 200
         and isinstance(payload, dict)

@@ -2,7 +2,8 @@
 
 `classify` turns (HTTP status, error code) into an `Outcome`; `classify_command` does the same for
 one command's error inside a `batch` answer, which has no HTTP status; `decide` turns an outcome
-and a batch's history into a `Decision`. None touches Redis or the network, so all are tested alone.
+and a batch's history into a `Decision`, whose `Action` `settle.lua` carries out (an enum of the
+store's, shared with Lua). None touches Redis or the network, so all are tested alone.
 
 A known code decides alone, whatever the status, so a direct call and a command inside `batch`
 reach the same outcome. The deliberate exceptions, inside `batch` only: a method refused there
@@ -16,6 +17,8 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass
+
+from worker.store.kinds import Action as Action  # decide() answers it: re-exported
 
 
 class Outcome(enum.Enum):
@@ -180,16 +183,6 @@ def classify_command(code: str) -> Outcome:
     return _BATCH_ONLY.get(code.casefold()) or classify(None, code)
 
 
-class Action(enum.Enum):
-    DELIVERED = "delivered"  # drop the lease
-    RETRY = "retry"  # return the items, try the group again after delay_s
-    REFRESH = "refresh"  # single-flight token refresh, then retry at once
-    PARK = "park"  # block the whole portal for delay_s (inf: until portal.register)
-    PARK_CONNECTOR = "park_connector"  # block the portal's groups of this connector
-    FOLLOW = "follow"  # the portal moved: check the new address, resend there once
-    DEAD_LETTER = "dead_letter"
-
-
 @dataclass(frozen=True)
 class Backoff:
     base_s: float
@@ -227,7 +220,6 @@ _FIXED = {
     Outcome.AUTH_BROKEN: Decision(Action.PARK, _PARKED, portal_wide=True),
     Outcome.DENIED: Decision(Action.PARK, _PARKED, portal_wide=True),
     Outcome.CONNECTOR_BLOCKED: Decision(Action.PARK_CONNECTOR, _PARKED),
-    Outcome.MOVED: Decision(Action.FOLLOW),
     Outcome.PERMANENT: Decision(Action.DEAD_LETTER),
     # back at once, not a failure: the next flush of the group is a direct call
     Outcome.NOT_PACKABLE: Decision(Action.RETRY),
@@ -275,7 +267,7 @@ def decide(
         # the portal's side: every group of it waits, the count grows, no attempt limit
         delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)
         return Decision(Action.RETRY, delay, portal_wide=True, counts_failure=True)
-    # transient
+    # transient (and a redirect the flush could not follow: worker/flush/request.py follows one)
     if failures + 1 >= backoff.max_attempts:
         return Decision(Action.DEAD_LETTER, counts_failure=True)
     delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)

@@ -9,7 +9,6 @@ per group (`lua/ingest_many.lua`), in arrival order, all in one round trip.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +16,9 @@ from worker.errors import InvalidInput
 from worker.ingest.validation import Confirmation, confirmation
 from worker.names import CONFIRM_MANY_TASK
 from worker.ops.records import reject
-from worker.perprocess import per_process
 from worker.runtime import Runtime
 from worker.store.keys import Group
-from worker.store.scripts import Bound, script
-from worker.store.triggers import Trigger, new_task_id
+from worker.store.kinds import Added
 
 FIELD = "confirmations"
 
@@ -64,51 +61,27 @@ def judge(payload: dict[str, Any], limit: int, *, require_message_id: bool = Fal
 
 
 @dataclass(frozen=True)
-class Ingested:
+class ManyIngested:
     """What a message's ingest did, and whether the replicas asked for acknowledged it."""
 
     counts: dict[str, int]
     replicated: bool
 
 
-def _script(rt: Runtime) -> Bound:
-    return per_process(("ingest_many", id(rt.redis)), lambda: script(rt.redis, "ingest_many"))
-
-
-def ingest(rt: Runtime, judged: Judged, *, record_rejected: bool = True) -> Ingested:
+def ingest(rt: Runtime, judged: Judged, *, record_rejected: bool = True) -> ManyIngested:
     """Record the bad elements for the operator; ingest the good ones, one script call per
     group, all in one round trip (then WAIT for DELIVERY_REPLICA_ACKS replicas, when set)."""
     if record_rejected:
         for _, error, item in judged.invalid:
             reject(rt, CONFIRM_MANY_TASK, error, item)
-    groups: dict[Group, list[Confirmation]] = {}
+    groups: dict[Group, list[tuple[str, dict[str, Any]]]] = {}
     for item in judged.valid:
-        groups.setdefault(item.group, []).append(item)
-    b, s = rt.buffer, rt.settings
-    calls, task_ids = [], []
-    for group, items in groups.items():
-        task_ids.append(new_task_id())
-        pairs = [[c.message_id, json.dumps(c.element, separators=(",", ":"))] for c in items]
-        args = {
-            "group_id": group.id,
-            "items_json": json.dumps(pairs, separators=(",", ":")),
-            "batch_size": s.batch_size,
-            "window_s": s.flush_window_s,
-            "task_id": task_ids[-1],
-            "max_countdown_s": s.max_countdown_s,
-            "grace_s": b.grace_s,
-            "dedup_window_s": s.dedup_window_s,
-        }
-        calls.append((b.keys.group_keys(group), args))
-    replies, acked = _script(rt).many_then_wait(calls, s.replica_acks, s.replica_timeout_ms)
-    counts = {"added": 0, "coalesced": 0, "deduplicated": 0}
-    for group, task_id, reply in zip(groups, task_ids, replies, strict=True):
-        got = reply["trigger"]
-        rt.send_flush(group, Trigger.from_script(task_id, got["send"], got["delay_ms"]))
-        for name in counts:
-            counts[name] += int(reply[name])
-    replicated = not s.replica_acks or acked >= s.replica_acks
-    if not replicated:
-        rt.count("replica_wait_timeouts")
+        groups.setdefault(item.group, []).append((item.message_id, item.element))
+    done, replicated = rt.buffer.ingest_many(groups)
+    counts = {kind.value: 0 for kind in Added}
+    for group in done:
+        rt.send_flush(group.group, group.trigger)
+        for kind, n in group.counts.items():
+            counts[kind.value] += n
     counts["rejected"] = len(judged.invalid)
-    return Ingested(counts, replicated)
+    return ManyIngested(counts, replicated)

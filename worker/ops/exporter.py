@@ -43,6 +43,7 @@ COUNTERS = {
     "delivered": "confirmations the portal accepted",
     "dead_lettered": "confirmations dead-lettered",
     "rate_waits": "flushes that waited for the portal's rate budget",
+    "share_waits": "flushes of partial batches that waited for the portal's budget share",
     "refresh_waits": "flushes that waited for a token refresh instead of calling the portal",
     "leases_expired": "leases recovered from dead flushers",
     "token_refreshes": "OAuth token refreshes",

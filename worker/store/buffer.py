@@ -1,102 +1,35 @@
-"""The pending buffer in Redis: the truth about every confirmation until the portal took it.
+"""The pending buffer in Redis, and the one owner of Redis for the flow: the truth about every
+confirmation until the portal took it.
 
-One typed function per Lua script in `lua/` (parameters by name, replies read into dataclasses);
-every state change of a group is one script. docs/design.md draws the group's states.
+One typed method per Lua script in `lua/` (parameters by name, replies read into dataclasses),
+and every other read or write the flow makes (the portal's packing, its stored reset time, the
+counters); flow code never holds the client. Every state change of a group is one script.
+docs/design.md draws the group's states.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
 
-from worker.flush.policy import Action
 from worker.settings import Settings
 from worker.store.clock import server_time
 from worker.store.keys import Group, Keys, text
+from worker.store.kinds import Action, Added, Begun
+from worker.store.replies import Begin, GroupIngested, Ingested, Lease, Settled
 from worker.store.scripts import PARKED, script
 from worker.store.triggers import Trigger, new_task_id
+
+#: the portal hash's record of a refusal of packed calls: when, and the code that refused
+PACKING_OFF_AT, PACKING_OFF_REASON = "packing_off_at", "packing_off_reason"
 
 
 def _trigger(task_id: str, reply: dict[str, Any]) -> Trigger:
     return Trigger.from_script(task_id, reply["send"], reply["delay_ms"])
-
-
-@dataclass(frozen=True)
-class Ingested:
-    """`ingest.lua`'s answer: `added`, `coalesced` (a repeat of a pending message id) or
-    `deduplicated` (one the group delivered within DELIVERY_DEDUP_WINDOW_S).
-
-    `replicated` is False only when DELIVERY_REPLICA_ACKS replicas did not acknowledge the
-    ingest within DELIVERY_REPLICA_TIMEOUT_MS (it then lives on the primary alone)."""
-
-    kind: str
-    trigger: Trigger
-    replicated: bool = True
-
-    @property
-    def added(self) -> bool:
-        return self.kind == "added"
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A batch leased for one call: the items, the portal's token, the group's history."""
-
-    group: Group
-    lease_id: str
-    endpoint: str
-    access_token: str = field(repr=False)
-    token_version: int
-    throttles: int
-    started_at: float
-    failures: int
-    ids: list[str]
-    elements: list[dict[str, Any]]
-    oldest_enqueued_at: float
-
-    @classmethod
-    def from_script(
-        cls, group: Group, lease_id: str, shared: dict[str, Any], own: dict[str, Any]
-    ) -> Lease:
-        """A lease from a begin script's answer: `shared` holds the portal's part (endpoint,
-        token, budget), `own` the group's (its failures, items and their age)."""
-        return cls(
-            group=group,
-            lease_id=lease_id,
-            endpoint=shared["endpoint"],
-            access_token=shared["access_token"],
-            token_version=int(shared["token_version"]),
-            throttles=int(shared["throttles"]),
-            started_at=float(shared["started_at"]),
-            failures=int(own["failures"]),
-            ids=list(own["ids"] or []),
-            elements=[json.loads(e) for e in own["elements"] or []],
-            oldest_enqueued_at=float(own["oldest_enqueued_at"]),
-        )
-
-
-@dataclass(frozen=True)
-class Begin:
-    """`begin.lua`'s answer."""
-
-    #: busy | wait | throttled | refresh_wait | leased | refresh (leased to refresh, not to call)
-    kind: str
-    trigger: Trigger | None = None
-    lease: Lease | None = None
-    #: with `refresh`: the error code the portal refused the stored token version with
-    refused_code: str = ""
-
-
-@dataclass(frozen=True)
-class Settled:
-    """`settle.lua`'s answer: how many items it delivered or dead-lettered."""
-
-    settled: int
-    trigger: Trigger
 
 
 class Buffer:
@@ -105,6 +38,7 @@ class Buffer:
         self.s = settings
         self.keys = Keys(settings.key_prefix)
         self._ingest = script(redis, "ingest")
+        self._ingest_many = script(redis, "ingest_many")
         self._begin = script(redis, "begin")
         self._settle = script(redis, "settle")
         self._claim = script(redis, "claim_due")
@@ -124,25 +58,6 @@ class Buffer:
 
     def _timing(self) -> dict[str, Any]:
         return {"max_countdown_s": self.s.max_countdown_s, "grace_s": self.grace_s}
-
-    def begin_args(
-        self, group: Group, lease_id: str, own_task_id: str, task_id: str
-    ) -> dict[str, Any]:
-        """The arguments `begin.lua` and `begin_pack.lua` both take, by name."""
-        s = self.s
-        return {
-            "group_id": group.id,
-            "lease_id": lease_id,
-            "batch_size": s.batch_size,
-            "window_s": s.flush_window_s,
-            "lease_ttl_s": s.lease_ttl_s,
-            "default_rate_per_s": s.rate_per_s,
-            "default_rate_burst": s.rate_burst,
-            "max_inflight": s.portal_max_inflight,
-            "own_task_id": own_task_id,
-            "task_id": task_id,
-            **self._timing(),
-        }
 
     def ingest(self, group: Group, message_id: str, element: dict[str, Any]) -> Ingested:
         """Add a confirmation to its group (coalescing a repeat of a pending message id)."""
@@ -166,32 +81,105 @@ class Buffer:
             reply, acked = self._ingest.then_wait(keys, args, want, self.s.replica_timeout_ms)
             replicated = acked >= want
             if not replicated:
-                self.redis.hincrby(self.keys.stats, "replica_wait_timeouts", 1)
+                self.count("replica_wait_timeouts")
         else:
             reply = self._ingest(keys, args)
-        kind = {1: "added", 0: "coalesced", 2: "deduplicated"}[int(reply["added"])]
+        kind = {1: Added.ADDED, 0: Added.COALESCED, 2: Added.DEDUPLICATED}[int(reply["added"])]
         return Ingested(kind, _trigger(task_id, reply["trigger"]), replicated)
 
+    def ingest_many(
+        self, groups: dict[Group, list[tuple[str, dict[str, Any]]]]
+    ) -> tuple[list[GroupIngested], bool]:
+        """Add each group's (message id, element) pairs, one script call per group, all in one
+        round trip (then WAIT for DELIVERY_REPLICA_ACKS replicas, when set); whether they
+        acknowledged."""
+        s = self.s
+        calls, task_ids = [], []
+        for group, items in groups.items():
+            task_ids.append(new_task_id())
+            pairs = [[m, json.dumps(e, separators=(",", ":"))] for m, e in items]
+            args = {
+                "group_id": group.id,
+                "items_json": json.dumps(pairs, separators=(",", ":")),
+                "batch_size": s.batch_size,
+                "window_s": s.flush_window_s,
+                "task_id": task_ids[-1],
+                **self._timing(),
+                "dedup_window_s": s.dedup_window_s,
+            }
+            calls.append((self.keys.group_keys(group), args))
+        replies, acked = self._ingest_many.many_then_wait(
+            calls, s.replica_acks, s.replica_timeout_ms
+        )
+        replicated = not s.replica_acks or acked >= s.replica_acks
+        if not replicated:
+            self.count("replica_wait_timeouts")
+        done = [
+            GroupIngested(
+                group,
+                {kind: int(reply[kind.value]) for kind in Added},
+                _trigger(task_id, reply["trigger"]),
+            )
+            for group, task_id, reply in zip(groups, task_ids, replies, strict=True)
+        ]
+        return done, replicated
+
     def begin(self, group: Group, own_task_id: str) -> Begin:
-        """Lease a batch of the group if it is ready and the portal's budget has a slot."""
+        """Start a flush of the group's portal: lease its ready groups (this one among the
+        candidates) if the portal is ready and its budget has a slot."""
+        s, keys, portal = self.s, self.keys, group.portal
+        ids = self._candidates(group)
+        candidates = [Group.parse(i) for i in ids]
         lease_id, task_id = str(uuid.uuid4()), new_task_id()
         reply = self._begin(
-            self.keys.group_keys(group),
+            keys.portal_keys(portal),
             {
-                **self.begin_args(group, lease_id, own_task_id, task_id),
+                "group_ids_json": json.dumps(ids),
+                "lease_id": lease_id,
+                "own_task_id": own_task_id,
+                "task_id": task_id,
+                "batch_size": s.batch_size,
+                "window_s": s.flush_window_s,
+                "lease_ttl_s": s.lease_ttl_s,
+                "default_rate_per_s": s.rate_per_s,
+                "default_rate_burst": s.rate_burst,
+                "budget_share": s.portal_budget_share,
+                "share_window_s": s.portal_budget_window_s,
+                "max_inflight": s.portal_max_inflight,
+                "default_packing": s.packing,
+                "pack_groups": s.pack_groups,
+                **self._timing(),
                 "lease_margin_s": self.lease_margin_s,
             },
+            [keys.lease_keys(g) for g in candidates],
         )
-        kind = reply["kind"]
-        if kind not in ("leased", "refresh"):
-            trigger = _trigger(task_id, reply["trigger"]) if "trigger" in reply else None
-            return Begin(kind, trigger)
-        got = reply["lease"]
+        kind = Begun(reply["kind"])
+        got = reply.get("trigger")
+        trigger = _trigger(task_id, got) if got else None
+        trigger_group = Group.parse(got["group_id"]) if got else None
+        if kind not in (Begun.LEASED, Begun.REFRESH):
+            return Begin(kind, trigger, trigger_group)
+        shared = reply["lease"]
+        leases = [
+            Lease.from_script(Group.parse(g["group_id"]), lease_id, shared, g)
+            for g in reply["groups"]
+        ]
         return Begin(
-            kind,
-            lease=Lease.from_script(group, lease_id, got, got),
-            refused_code=got["refused_code"],
+            kind, trigger, trigger_group, leases, shared["refused_code"], bool(shared["packs"])
         )
+
+    def _candidates(self, group: Group) -> list[str]:
+        """The ids of the groups a flush of `group`'s portal looks at: the oldest of its
+        pending index, enough to fill one call past those others lease (one round trip,
+        begin.lua re-checks each), and `group` itself."""
+        s, portal = self.s, group.portal
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.portal(portal), ["packing", PACKING_OFF_AT])
+        pipe.zrange(self.keys.pending(portal), 0, s.pack_groups * (1 + s.portal_max_inflight) - 1)
+        (mode, off_at), listed = pipe.execute()
+        packs = (text(mode) if mode else s.packing) == "batch" and off_at is None
+        listed = listed[: (s.pack_groups if packs else 1) * (1 + s.portal_max_inflight)]
+        return list(dict.fromkeys([*(text(g) for g in listed), group.id]))
 
     def settle(
         self,
@@ -206,7 +194,8 @@ class Buffer:
         description: str = "",
         operating_reset_at: float | None = None,
     ) -> Settled:
-        """End a flush with the policy's action; the items go, or go back, atomically."""
+        """End a group's part of a flush with the policy's action; its items go, or go back,
+        atomically."""
         task_id = new_task_id()
         s = self.s
         reply = self._settle(
@@ -236,16 +225,21 @@ class Buffer:
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease by DELIVERY_LEASE_TTL_S if it is still ours."""
-        reply = self._renew(
-            self.keys.group_keys(lease.group),
-            {
-                "group_id": lease.group.id,
-                "lease_id": lease.lease_id,
-                "lease_ttl_s": self.s.lease_ttl_s,
-                "lease_margin_s": self.lease_margin_s,
-            },
-        )
-        return bool(reply["extended"])
+        return self.renew_all([lease]) == [lease]
+
+    def renew_all(self, leases: list[Lease]) -> list[Lease]:
+        """Extend each lease by DELIVERY_LEASE_TTL_S if it is still ours (one round trip);
+        those extended."""
+        args = {"lease_ttl_s": self.s.lease_ttl_s, "lease_margin_s": self.lease_margin_s}
+        calls = [
+            (
+                self.keys.group_keys(lease.group),
+                {"group_id": lease.group.id, "lease_id": lease.lease_id, **args},
+            )
+            for lease in leases
+        ]
+        replies, _ = self._renew.many_then_wait(calls, 0, 0)
+        return [lease for lease, reply in zip(leases, replies, strict=True) if reply["extended"]]
 
     def claim_due(self, limit: int = 500) -> list[Group]:
         """The sweep's share: groups whose due time passed (each pushed a grace period on)."""
@@ -279,6 +273,46 @@ class Buffer:
         now = self.server_time()
         self.redis.zadd(self.keys.due, {text(g): now for g in groups})
         return len(groups)
+
+    def packing_on(self, member_id: str) -> bool:
+        """Does this portal's flush pack (its registration's choice, else DELIVERY_PACKING),
+        and it never refused the method inside `batch`?"""
+        mode, off_at = self.redis.hmget(self.keys.portal(member_id), ["packing", PACKING_OFF_AT])
+        chosen = text(mode) if mode else self.s.packing
+        return chosen == "batch" and off_at is None
+
+    def turn_packing_off(self, member_id: str, code: str) -> bool:
+        """Record that the portal refused the method inside `batch`; True the first time."""
+        key = self.keys.portal(member_id)
+        if not self.redis.hsetnx(key, PACKING_OFF_AT, f"{self.server_time():.3f}"):
+            return False
+        self.redis.hset(key, PACKING_OFF_REASON, code)
+        self.count("packing_turned_off")
+        return True
+
+    def stored_reset_at(self, member_id: str) -> float | None:
+        """The portal's last `operating_reset_at` (when its operating-time limit resets)."""
+        raw = self.redis.hget(self.keys.portal(member_id), "operating_reset_at")
+        return float(raw) if raw else None
+
+    def count(self, counter: str, amount: int = 1) -> None:
+        self.redis.hincrby(self.keys.stats, counter, amount)
+
+    def count_codes(self, codes: Sequence[str]) -> None:
+        """Portal error codes answered inside a `batch` answer, one count each."""
+        pipe = self.redis.pipeline(transaction=False)
+        for code in codes:
+            pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
+        pipe.execute()
+
+    def count_call(self, outcome: str, code: str | None = None) -> None:
+        """One call made to a portal, by its outcome (the value of the policy's `Outcome`) and
+        the portal's error code."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.keys.stats, f"calls:{outcome}", 1)
+        if code:
+            pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
+        pipe.execute()
 
     def server_time(self) -> float:
         return server_time(self.redis)

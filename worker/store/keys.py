@@ -105,17 +105,22 @@ class Keys:
         """ZSET refresh attempt -> its deadline: token refreshes still out at an OAuth server."""
         return f"{self.prefix}:{{{member_id}}}:refreshing"
 
-    def pack(self, member_id: str) -> str:
-        """ZSET group id -> ready since: groups of a packing portal waiting for a slot."""
-        return f"{self.prefix}:{{{member_id}}}:pack"
+    def pending(self, member_id: str) -> str:
+        """ZSET group id -> enqueued at of its oldest pending item: the portal's groups a flush
+        may take (a group waiting on its own backoff or parked connector leaves it until then)."""
+        return f"{self.prefix}:{{{member_id}}}:pending"
 
-    def pack_slot(self, member_id: str) -> str:
-        """STRING the time of the slot of the portal's budget reserved for its next pack."""
-        return f"{self.prefix}:{{{member_id}}}:packslot"
+    def trigger(self, member_id: str) -> str:
+        """STRING 'task_id:at', with expiry: the one delayed flush task scheduled for the portal."""
+        return f"{self.prefix}:{{{member_id}}}:trigger"
 
-    def group_prefix(self, member_id: str) -> str:
-        """What every per-group key of the portal starts with (`<prefix><connector>:<line>:`)."""
-        return f"{self.prefix}:{{{member_id}}}:g:"
+    def slot(self, member_id: str) -> str:
+        """STRING the time of the slot of the portal's budget reserved for its next flush."""
+        return f"{self.prefix}:{{{member_id}}}:slot"
+
+    def share(self, member_id: str) -> str:
+        """ZSET lease id -> called at: the portal's calls within the budget share's window."""
+        return f"{self.prefix}:{{{member_id}}}:share"
 
     def groups(self, member_id: str) -> str:
         """SET of the portal's group ids (to resume them on portal.register)."""
@@ -167,10 +172,6 @@ class Keys:
         """HASH not_before, failures, attempts, first_attempt_at, last_attempt_at."""
         return self._group(group, "meta")
 
-    def trigger(self, group: Group) -> str:
-        """STRING 'task_id:at_ms', with expiry: the one delayed flush task scheduled."""
-        return self._group(group, "trigger")
-
     def warned_without_message_id(self, group: Group) -> str:
         """STRING, with expiry: the group's confirmations without message.id were warned about."""
         return self._group(group, "nomid")
@@ -180,7 +181,8 @@ class Keys:
         return self._group(group, "delivered")
 
     def group_keys(self, group: Group) -> dict[str, str]:
-        """A group's keys by the names the batching scripts give them (`items_key`, ...)."""
+        """A group's keys, and its portal's, by the names the scripts give them (`items_key`,
+        ...): a script picks those it names."""
         p = group.portal
         return {
             "items_key": self.items(group),
@@ -196,9 +198,38 @@ class Keys:
             "groups_key": self.groups(p),
             "dead_key": self.dead,
             "dead_data_key": self.dead_data,
-            "trigger_key": self.trigger(group),
+            "trigger_key": self.trigger(p),
+            "pending_key": self.pending(p),
             "refresh_lock_key": self.refresh_lock(p),
             "refresh_waiters_key": self.refresh_waiters(p),
             "refreshing_key": self.refreshing(p),
             "delivered_key": self.delivered(group),
+        }
+
+    def portal_keys(self, member_id: str) -> dict[str, str]:
+        """A portal's keys (and the fleet-wide ones a flush touches) by their script names."""
+        p = member_id
+        return {
+            "portal_key": self.portal(p),
+            "bucket_key": self.bucket(p),
+            "share_key": self.share(p),
+            "slot_key": self.slot(p),
+            "inflight_key": self.inflight(p),
+            "pending_key": self.pending(p),
+            "trigger_key": self.trigger(p),
+            "due_key": self.due,
+            "stats_key": self.stats,
+            "refresh_lock_key": self.refresh_lock(p),
+            "refresh_waiters_key": self.refresh_waiters(p),
+            "refreshing_key": self.refreshing(p),
+        }
+
+    def lease_keys(self, group: Group) -> dict[str, str]:
+        """The keys of one group a portal's flush leases (begin.lua's GROUP_KEYS)."""
+        return {
+            "items_key": self.items(group),
+            "queue_key": self.queue(group),
+            "leased_key": self.leased(group),
+            "lease_key": self.lease(group),
+            "meta_key": self.meta(group),
         }

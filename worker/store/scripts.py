@@ -22,7 +22,7 @@ from typing import Any
 from redis import Redis
 from redis.commands.core import Script
 
-from worker.flush.policy import Action
+from worker.store.kinds import Action, Begun
 from worker.store.triggers import NO_FLUSH_MS, PARKED_MS
 
 #: a wait this long means "until portal.register": the sweep never reaches it
@@ -36,6 +36,8 @@ HISTOGRAM_BOUNDS: dict[str, tuple[float, ...]] = {
 _HELPERS = ("common.lua", "limiter.lua", "triggers.lua")
 _NAMED = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]", re.MULTILINE)
 _REST = re.compile(r"^local (\w+) = \{unpack\(KEYS, (\d+)\)\}", re.MULTILINE)
+#: a script that takes several groups' keys after its own names them so, once per group
+_GROUP_KEYS = re.compile(r"^local GROUP_KEYS = \{([^}]*)\}", re.MULTILINE)
 
 #: keys by name; a script's trailing key list (see above) as a sequence
 KeyArgs = Mapping[str, str | Sequence[str]]
@@ -54,20 +56,23 @@ def prelude() -> str:
         f"local PARKED_MS = {PARKED_MS}",
         f"local BOUNDS = {{{bounds}}}",
         *(f"local {action.name} = '{action.value}'" for action in Action),
+        *(f"local LEASE_{kind.name} = '{kind.value}'" for kind in Begun),
     ]
     return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A script's source and the names of its KEYS and ARGV, in their order (and of the list
-    of keys after them, when it takes one)."""
+    """A script's source and the names of its KEYS and ARGV, in their order; and of the keys
+    after them, when it takes some: one list (`rest_keys`), or the same keys once per group
+    (`group_keys`)."""
 
     name: str
     keys: tuple[str, ...]
     args: tuple[str, ...]
     source: str
     rest_keys: str | None = None
+    group_keys: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, name: str, body: str) -> Spec:
@@ -83,22 +88,32 @@ class Spec:
         helpers = "\n".join((lua / part).read_text() for part in _HELPERS)
         source = "\n".join((prelude(), helpers, body))
         rest_keys = rest.group(1) if rest else None
-        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source, rest_keys)
+        found = _GROUP_KEYS.search(body)
+        group_keys = tuple(re.findall(r"'(\w+)'", found.group(1))) if found else ()
+        return cls(name, tuple(named["KEYS"]), tuple(named["ARGV"]), source, rest_keys, group_keys)
 
-    def ordered(self, keys: KeyArgs, args: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    def ordered(
+        self,
+        keys: KeyArgs,
+        args: Mapping[str, Any],
+        groups: Sequence[Mapping[str, str]] = (),
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV in the script's order, from keys and arguments by name (`keys` may
-        hold more than the script names)."""
+        hold more than the script names), then, for a script that names GROUP_KEYS, each
+        group's keys by those names."""
         named = [*self.keys, *([self.rest_keys] if self.rest_keys else [])]
         missing = [k for k in named if k not in keys]
-        if missing or set(args) != set(self.args):
+        missing += [k for g in groups for k in self.group_keys if k not in g]
+        if missing or set(args) != set(self.args) or (groups and not self.group_keys):
             raise TypeError(
-                f"{self.name}.lua takes keys {tuple(named)} and args {self.args}; "
-                f"got keys {sorted(keys)} and args {sorted(args)}"
+                f"{self.name}.lua takes keys {tuple(named)}, per group {self.group_keys}, and "
+                f"args {self.args}; got keys {sorted(keys)} and args {sorted(args)}"
             )
         ordered = [_one_key(self.name, k, keys[k]) for k in self.keys]
         if self.rest_keys:
             rest = keys[self.rest_keys]
             ordered += [rest] if isinstance(rest, str) else list(rest)
+        ordered += [g[k] for g in groups for k in self.group_keys]
         return ordered, [args[a] for a in self.args]
 
 
@@ -130,9 +145,15 @@ class Bound:
     def _ordered(self, keys: KeyArgs, args: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
         return self.spec.ordered(keys, args)
 
-    def __call__(self, keys: KeyArgs, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Run with keys and arguments by name; `keys` may hold more than the script names."""
-        ordered_keys, ordered_args = self._ordered(keys, args)
+    def __call__(
+        self,
+        keys: KeyArgs,
+        args: Mapping[str, Any],
+        groups: Sequence[Mapping[str, str]] = (),
+    ) -> dict[str, Any]:
+        """Run with keys and arguments by name (`keys` may hold more than the script names),
+        then, for a script that names GROUP_KEYS, each group's keys by those names."""
+        ordered_keys, ordered_args = self.spec.ordered(keys, args, groups)
         answer: dict[str, Any] = json.loads(self._script(keys=ordered_keys, args=ordered_args))
         return answer
 

@@ -12,6 +12,7 @@ local stats_key = KEYS[7]
 local groups_key = KEYS[8]
 local trigger_key = KEYS[9]
 local delivered_key = KEYS[10]
+local pending_key = KEYS[11]
 local group_id = ARGV[1]
 local message_id = ARGV[2]
 local element_json = ARGV[3]
@@ -31,6 +32,7 @@ if outcome ~= 'added' then
                        trigger = {send = 0, delay_ms = NO_FLUSH_MS}})
 end
 redis.call('SADD', groups_key, group_id)
+redis.call('ZADD', pending_key, 'NX', now, group_id)
 redis.call('HINCRBY', stats_key, 'ingested', 1)
 redis.call('HINCRBY', stats_key, 'pending', 1)
 local n = redis.call('ZCARD', queue_key)

@@ -14,6 +14,7 @@ local stats_key = KEYS[7]
 local groups_key = KEYS[8]
 local trigger_key = KEYS[9]
 local delivered_key = KEYS[10]
+local pending_key = KEYS[11]
 local group_id = ARGV[1]
 local items_json = ARGV[2]
 local batch_size = tonumber(ARGV[3])
@@ -40,6 +41,7 @@ if added == 0 then
                       trigger = none})
 end
 redis.call('SADD', groups_key, group_id)
+redis.call('ZADD', pending_key, 'NX', now, group_id)
 redis.call('HINCRBY', stats_key, 'ingested', added)
 redis.call('HINCRBY', stats_key, 'pending', added)
 local after = before + added

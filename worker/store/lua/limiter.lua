@@ -25,7 +25,7 @@ local function drain_budget(key, now, rate, burst)
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
 end
 
--- A new slot of a portal's budget (begin.lua, begin_pack.lua), at the portal's stored rate and
+-- A new slot of a portal's budget (begin.lua), at the portal's stored rate and
 -- burst (`portal[4]`, `portal[5]` of its HMGET) or the defaults: take_slot's answer, a wait
 -- counted in the stats as a rate wait.
 local function new_slot(bucket_key, stats_key, portal, now, default_rate, default_burst, horizon)
@@ -34,4 +34,23 @@ local function new_slot(bucket_key, stats_key, portal, now, default_rate, defaul
   local wait, reserved = take_slot(bucket_key, now, rate, burst, horizon)
   if wait > 0 then redis.call('HINCRBY', stats_key, 'rate_waits', 1) end
   return wait, reserved
+end
+
+-- The budget share: while a portal's batches are not full, the fleet makes at most
+-- `share * rate * window` calls to it in any `window` seconds (the rest of its budget is left
+-- to the connector's own calls). `key` (ZSET lease id -> called at) logs the calls of the last
+-- window. Returns the seconds until a call fits in the share (0: now).
+local function share_wait(key, now, share, rate, window)
+  if share >= 1 then return 0 end
+  local limit = math.max(1, math.floor(share * rate * window + 1e-9))
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) < limit then return 0 end
+  local nth = redis.call('ZRANGE', key, -limit, -limit, 'WITHSCORES')
+  return math.max(0.001, tonumber(nth[2]) + window - now)
+end
+
+-- A call made (full or not): logged for the share's window.
+local function log_call(key, now, call_id, window)
+  redis.call('ZADD', key, now, call_id)
+  redis.call('PEXPIRE', key, ms(window) + 1000)
 end

@@ -3,7 +3,7 @@
 -- RETRY, REFRESH, PARK, PARK_CONNECTOR); `delay_s` 0: none, >= PARKED: until portal.register.
 -- PARK with `portal_wide` parks the portal (reason `code`); PARK_CONNECTOR parks the group's
 -- connector of the portal. The answer of a closed portal's probe re-parks or reopens it.
--- Returns {settled = count, trigger = {send, delay_ms}} (see finish).
+-- Returns {settled = count, trigger = {send, delay_ms, group_id}} (see finish).
 local items_key = KEYS[1]
 local queue_key = KEYS[2]
 local leased_key = KEYS[3]
@@ -19,6 +19,7 @@ local dead_data_key = KEYS[12]
 local trigger_key = KEYS[13]
 local groups_key = KEYS[14]
 local delivered_key = KEYS[15]
+local pending_key = KEYS[16]
 local group_id = ARGV[1]
 local lease_id = ARGV[2]
 local action = ARGV[3]
@@ -147,6 +148,7 @@ else
   end
 end
 
+index_pending(pending_key, queue_key, group_id)
 local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
                          group_id)
 local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,

@@ -1,5 +1,5 @@
--- The flush trigger's Lua half (the protocol is described in worker/store/triggers.py): the group's
--- trigger key holds 'task_id:at' while one delayed flush task is scheduled.
+-- The flush trigger's Lua half (the protocol is described in worker/store/triggers.py): the
+-- portal's trigger key holds 'task_id:at' while one delayed flush task is scheduled for it.
 
 -- Claim the trigger for a flush at `at`, unless one at least as early is claimed already.
 -- Returns true when the caller must send flush task `task_id`.
@@ -21,23 +21,34 @@ local function release_trigger(trigger_key, task_id)
   end
 end
 
--- Record when the group is next due (for the sweep) and, for short waits, claim the trigger.
--- Returns {send = 1|0, delay_ms = ms | NO_FLUSH_MS | PARKED_MS}.
+-- Record when the group is next due (for the sweep), `delay` seconds from now (>= 0).
+local function due_at(due_key, gid, now, delay, max_countdown, grace)
+  if delay >= PARKED then
+    redis.call('ZADD', due_key, PARKED, gid)
+  elseif delay > max_countdown then
+    redis.call('ZADD', due_key, now + delay, gid)
+  else
+    redis.call('ZADD', due_key, now + delay + grace, gid)
+  end
+end
+
+-- For a short wait, claim the portal's trigger for a flush task naming group `gid`.
+-- Returns {send = 1|0, delay_ms = ms | PARKED_MS, group_id = gid}.
+local function claim(trigger_key, task_id, gid, now, delay, max_countdown, grace)
+  if delay >= PARKED then return {send = 0, delay_ms = PARKED_MS, group_id = gid} end
+  if delay > max_countdown then return {send = 0, delay_ms = ms(delay), group_id = gid} end
+  local sent = claim_trigger(trigger_key, task_id, now + delay, delay + grace)
+  return {send = sent and 1 or 0, delay_ms = ms(delay), group_id = gid}
+end
+
+-- Record when the group is next due and, for short waits, claim the portal's trigger.
+-- Returns {send = 1|0, delay_ms = ms | NO_FLUSH_MS | PARKED_MS, group_id}.
 local function finish(due_key, leased_key, trigger_key, gid, now, delay, task_id, max_countdown,
                       grace)
   if delay < 0 then
     if redis.call('EXISTS', leased_key) == 0 then redis.call('ZREM', due_key, gid) end
-    return {send = 0, delay_ms = NO_FLUSH_MS}
+    return {send = 0, delay_ms = NO_FLUSH_MS, group_id = gid}
   end
-  if delay >= PARKED then
-    redis.call('ZADD', due_key, PARKED, gid)
-    return {send = 0, delay_ms = PARKED_MS}
-  end
-  if delay > max_countdown then
-    redis.call('ZADD', due_key, now + delay, gid)
-    return {send = 0, delay_ms = ms(delay)}
-  end
-  redis.call('ZADD', due_key, now + delay + grace, gid)
-  local sent = claim_trigger(trigger_key, task_id, now + delay, delay + grace)
-  return {send = sent and 1 or 0, delay_ms = ms(delay)}
+  due_at(due_key, gid, now, delay, max_countdown, grace)
+  return claim(trigger_key, task_id, gid, now, delay, max_countdown, grace)
 end
