@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import InvalidInput
-from worker.net.addresses import NETWORKS, check_url
+from worker.net.trust import ALL_NETWORKS as ALL_NETWORKS  # the schemas read it here
+from worker.net.trust import url_problem
 from worker.store.keys import Group
 
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -186,8 +187,6 @@ def confirmation(payload: dict[str, Any], *, require_message_id: bool = False) -
     return Confirmation(Group(portal, connector, line), str(element["im"]["message_id"]), element)
 
 
-#: every network: only what no setting allows is refused (scheme, credentials, forbidden literals)
-ALL_NETWORKS = frozenset(NETWORKS)
 MAX_URL = 2048
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -214,12 +213,12 @@ def endpoint_rule(networks: frozenset[str]) -> str:
 
 
 def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -> str:
-    """`check_url` (scheme, credentials, and the network of an IP literal host: the one rule no
-    JSON Schema can say; a name is checked on every connection, worker/net/guard.py), then the
+    """`url_problem` (worker/net/trust.py: scheme, credentials, and the network of an IP literal
+    host, the one rule no JSON Schema can say; a name is checked on every connection), then the
     URL's shape (`endpoint_pattern`, which the JSON Schema carries too)."""
     if not isinstance(value, str) or len(value) > MAX_URL:
         raise InvalidInput(field, f"must be a non-empty string of at most {MAX_URL} characters")
-    problem = check_url(value, networks)
+    problem = url_problem(value, networks)
     if problem:
         raise InvalidInput(field, problem)
     if not re.fullmatch(endpoint_pattern(networks), value):
