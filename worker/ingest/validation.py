@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.errors import InvalidInput
 from worker.net.trust import ALL_NETWORKS as ALL_NETWORKS  # the schemas read it here
 from worker.net.trust import url_problem
+from worker.settings import ENV_NAMES, RULES
 from worker.store.keys import Group
 
+T = TypeVar("T", int, float)
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CODE_RULE = "must be 1 to 64 characters of letters, digits, '_', '-' or '.'"
 MAX_ID = 2**63 - 1
@@ -227,6 +229,31 @@ def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -
     return endpoint
 
 
+#: the numeric overrides of `portal.register`, each held to the range of its setting
+OVERRIDES = ("rate_per_s", "rate_burst")
+
+
+def _override(payload: dict[str, Any], field: str, kind: type[T]) -> T | None:
+    """A per-portal override of a setting, within the setting's own range (worker/settings.py
+    RULES): a value the setting refuses (`rate_per_s=1e-300` would stall the limiter) is refused
+    here too. An integer may come as a string of digits; a float as any JSON number."""
+    value = payload.get(field)
+    if value is None:
+        return None
+    parse, rule = RULES[field]
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19
+    if kind is int and isinstance(value, float):
+        numeric = False  # 1.5 bursts: not a count
+    try:
+        if not (numeric or digits):
+            raise ValueError(field)
+        parsed = parse(str(value))
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(field, f"must be {rule} (the range of {ENV_NAMES[field]})") from None
+    return kind(parsed)
+
+
 def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORKS) -> Registration:
     """A valid `portal.register` payload (an `auth` block); raises InvalidInput otherwise.
 
@@ -245,14 +272,8 @@ def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORK
     if isinstance(raw_expires, float) and 0 < raw_expires <= MAX_ID:
         raw_expires = max(1, int(raw_expires))  # whole seconds; a lifetime, not an id
     expires_in = _positive_int(raw_expires, "expires_in")
-    rate = payload.get("rate_per_s")
-    if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 10_000
-    ):
-        raise InvalidInput("rate_per_s", "must be a number from 0 (exclusive) to 10000")
-    burst = payload.get("rate_burst")
-    if burst is not None:
-        burst = _positive_int(burst, "rate_burst")
+    rate = _override(payload, "rate_per_s", float)
+    burst = _override(payload, "rate_burst", int)
     server_endpoint = payload.get("server_endpoint")
     if server_endpoint is not None:
         server_endpoint = _endpoint(server_endpoint, "server_endpoint")
@@ -269,7 +290,7 @@ def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORK
         access_token=_text(payload["access_token"], "access_token", 4096),
         refresh_token=_text(payload["refresh_token"], "refresh_token", 4096),
         expires_in=expires_in,
-        rate_per_s=float(rate) if rate is not None else None,
+        rate_per_s=rate,
         rate_burst=burst,
         server_endpoint=server_endpoint,
         token_owner=owner,
