@@ -103,8 +103,9 @@ class Refresher:
                     raise
                 return self._after_invalid_grant(member_id, seen_version, attempt, exc)
             return self._keep(member_id, lock, seen_version, answer, refused=refused)
-        except PortalError:
-            self.redis.hincrby(self.keys.stats, "token_refresh_failures", 1)
+        except PortalError as exc:
+            if exc.outcome is not Outcome.KEY_MISSING:  # no refresh was tried: no failure
+                self.redis.hincrby(self.keys.stats, "token_refresh_failures", 1)
             raise
         finally:
             self._release({"lock_key": lock_key}, {"lock_id": lock})

@@ -56,11 +56,16 @@ class PortalStore:
         )
 
     def open_token(self, stored: str) -> str:
-        """A stored token, decrypted. Raises PortalError (TRANSIENT) when a key is missing."""
+        """A stored token, decrypted. Raises PortalError (KEY_MISSING) when this worker lacks the
+        key it was sealed with: the flush is deferred, and flows once a worker with it takes it."""
         try:
             return self.cipher.open(stored)
         except KeyMissing as exc:
-            raise PortalError(Outcome.TRANSIENT, "TOKEN_KEY_MISSING", str(exc)) from None
+            raise PortalError(Outcome.KEY_MISSING, "TOKEN_KEY_MISSING", str(exc)) from None
+
+    def key_waits(self, member_id: str) -> int:
+        """The portal's flushes in a row deferred for a missing token key (their backoff)."""
+        return int(self.redis.hget(self.keys.portal(member_id), "key_waits") or 0)
 
     def register(self, reg: Registration) -> str | None:
         """Store or replace a portal's tokens and lift every parking (new tokens, new chance).
@@ -86,6 +91,7 @@ class PortalStore:
             if getattr(reg, name) is not None:
                 fields[name] = getattr(reg, name)
         lifted = ["throttles", "refused_refreshed", "token_requested", "refresh_lost", "probe"]
+        lifted.append("key_waits")  # tokens sealed anew, with this worker's newest key
         lifted += [*PORTAL_FIELDS, *connector_fields(self.redis, self.keys, reg.member_id)]
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(key, *lifted)
