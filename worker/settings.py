@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from worker.errors import SettingsError
-from worker.net.addresses import canonical, is_loopback_host, parse_networks
-from worker.net.trust import ALL_NETWORKS, Trust, url_problem
+from worker.net.addresses import canonical, parse_networks
+from worker.net.trust import ALL_NETWORKS, Trust, operator_url_problem, url_problem
 
 T = TypeVar("T")
 
@@ -199,10 +199,7 @@ class Settings:
         if self.backoff_cap_s < self.backoff_base_s:
             raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
         # the operator's OAuth URL is trusted as set, but http:// needs loopback allowed
-        oauth = urlsplit(self.oauth_url or "")
-        if oauth.scheme == "http" and not (
-            "loopback" in self.endpoint_networks and is_loopback_host(oauth.hostname or "")
-        ):
+        if self.oauth_url and operator_url_problem(self.oauth_url, self.endpoint_networks):
             raise SettingsError(
                 f"{_shown('oauth_url', self.oauth_url)} must use https:// (http:// only for a "
                 "loopback host when DELIVERY_ALLOWED_ENDPOINT_NETWORKS includes loopback)"

@@ -77,6 +77,16 @@ def url_problem(url: str, networks: frozenset[str] = DEFAULT_NETWORKS) -> str | 
     return None
 
 
+def operator_url_problem(url: str, networks: frozenset[str]) -> str | None:
+    """Why the operator's BITRIX24_OAUTH_URL is unusable, or None. Trusted as set (any network),
+    but still an absolute URL without credentials, and https except on a loopback host when
+    `loopback` is allowed."""
+    problem = url_problem(url, ALL_NETWORKS)
+    if problem is None and urlsplit(url).scheme == "http" and "loopback" not in networks:
+        return "must use https:// (http:// only for a loopback host when loopback is allowed)"
+    return problem
+
+
 def host_port(url: str) -> tuple[str, int]:
     """(lowercased host, port with the scheme's default) of an absolute URL."""
     parts = urlsplit(url)
