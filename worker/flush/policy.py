@@ -232,6 +232,28 @@ _FIXED = {
 }
 
 
+def _ageless(
+    outcome: Outcome,
+    *,
+    failures: int,
+    key_waits: int,
+    backoff: Backoff,
+    rng: random.Random | None,
+) -> Decision | None:
+    """The decision of an outcome the batch's age does not change, else None."""
+    if outcome is Outcome.KEY_MISSING:
+        # whatever the age or the failures: a key rollout must never cost a confirmation
+        delay = compute_backoff(key_waits + 1, backoff.base_s, backoff.cap_s, rng)
+        return Decision(Action.RETRY, delay, counts_key_wait=True)
+    if outcome is Outcome.BLOCKED:
+        return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
+    if outcome is Outcome.RESEND:
+        # the platform did not run it: at once, then backing off if it keeps refusing
+        delay = compute_backoff(failures, backoff.base_s, backoff.cap_s, rng) if failures else 0.0
+        return Decision(Action.RETRY, delay, counts_failure=True)
+    return None
+
+
 def decide(
     outcome: Outcome,
     *,
@@ -253,16 +275,9 @@ def decide(
     fixed = _FIXED.get(outcome)
     if fixed is not None:
         return fixed
-    if outcome is Outcome.KEY_MISSING:
-        # whatever the age or the failures: a key rollout must never cost a confirmation
-        delay = compute_backoff(key_waits + 1, backoff.base_s, backoff.cap_s, rng)
-        return Decision(Action.RETRY, delay, counts_key_wait=True)
-    if outcome is Outcome.BLOCKED:
-        return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
-    if outcome is Outcome.RESEND:
-        # the platform did not run it: at once, then backing off if it keeps refusing
-        delay = compute_backoff(failures, backoff.base_s, backoff.cap_s, rng) if failures else 0.0
-        return Decision(Action.RETRY, delay, counts_failure=True)
+    ageless = _ageless(outcome, failures=failures, key_waits=key_waits, backoff=backoff, rng=rng)
+    if ageless is not None:
+        return ageless
     waits = (Outcome.THROTTLED, Outcome.OPERATION_LIMIT, Outcome.CLOSED, Outcome.UNREACHABLE)
     if outcome in waits and age_s >= backoff.max_age_s:
         return Decision(Action.DEAD_LETTER)
