@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from b24sim import PortalConfig, Simulator
 from worker.errors import PortalError
+from worker.flush.batch import send_batch
 from worker.flush.call import Timeouts, refresh_tokens, send_status_delivery
 from worker.flush.policy import Outcome
 from worker.ingest.validation import registration
@@ -362,3 +363,23 @@ def test_a_redirect_target_is_judged_before_it_is_stored(
     assert r.hget(store.keys.portal("m1"), "client_endpoint") == old.encode()
     hosts.answers["fine.test"] = [["127.0.0.1"]]
     assert store.move("m1", old, "https://fine.test/rest/"), "an allowed target is stored"
+
+
+def test_the_direct_and_the_batch_call_refuse_an_endpoint_alike(
+    hosts: Hosts, listener: Listener
+) -> None:
+    """One rule for both calls: the same refused endpoint is ENDPOINT_REFUSED (the portal is
+    parked), whether the group goes direct or packed in a `batch` request."""
+    hosts.answers["portal-b.test"] = [["127.0.0.2"]]
+    session = new_session(public(hosts))
+    for endpoint in (f"https://portal-b.test:{listener.port}/rest/", "http://p.example/rest/"):
+        with pytest.raises(PortalError) as direct:
+            send_status_delivery(endpoint, "AT", "c", 1, MESSAGES, TIMEOUTS, session)
+        with pytest.raises(PortalError) as packed:
+            send_batch(
+                endpoint, "AT", {"g0": "imconnector.send.status.delivery?x=1"}, TIMEOUTS, session
+            )
+        assert direct.value.code == packed.value.code == "ENDPOINT_REFUSED"
+        assert direct.value.outcome is packed.value.outcome is Outcome.DENIED
+        assert direct.value.description == packed.value.description
+    assert listener.connections() == 0
