@@ -11,7 +11,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from worker.errors import SettingsError
@@ -294,14 +294,24 @@ def _shown(field: str, value: object) -> str:
     return f"{ENV_NAMES[field]}={text!r}"
 
 
-def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
-    def parse(raw: str) -> T:
-        value = kind(raw)
-        if not low <= float(value) <= high:  # type: ignore[arg-type]
+@dataclasses.dataclass(frozen=True)
+class Range(Generic[T]):
+    """A number setting's parser: `kind(raw)`, within low..high (ValueError outside). The bounds
+    are read too: `portal.register`'s overrides are held to their setting's range."""
+
+    kind: Callable[[str], T]
+    low: float
+    high: float
+
+    def __call__(self, raw: str) -> T:
+        value = self.kind(raw)
+        if not self.low <= float(value) <= self.high:  # type: ignore[arg-type]
             raise ValueError(raw)
         return value
 
-    return parse
+
+def _number(kind: Callable[[str], T], low: float, high: float) -> Range[T]:
+    return Range(kind, low, high)
 
 
 def _memory_mib(raw: str) -> int:

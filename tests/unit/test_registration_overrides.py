@@ -39,7 +39,9 @@ AUTH: dict[str, Any] = {
         ("rate_burst", 0),
         ("rate_burst", 100_001),
         ("rate_burst", 1.5),
+        ("rate_per_s", "2"),  # a rate is a JSON number
         ("rate_burst", "1e3"),
+        ("rate_burst", 1e20),
         ("rate_burst", False),
     ],
 )
@@ -58,6 +60,7 @@ def test_an_override_outside_its_settings_range_is_refused(field: str, value: ob
         ("rate_per_s", 10_000, 10_000.0),
         ("rate_burst", 1, 1),
         ("rate_burst", "45", 45),
+        ("rate_burst", 4.0, 4),  # a JSON number without a fraction is an integer
         ("rate_burst", 100_000, 100_000),
     ],
 )

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from worker.errors import InvalidInput
 from worker.net.trust import ALL_NETWORKS as ALL_NETWORKS  # the schemas read it here
 from worker.net.trust import url_problem
-from worker.settings import ENV_NAMES, RULES
+from worker.settings import ENV_NAMES, RULES, Range
 from worker.store.keys import Group
 
 T = TypeVar("T", int, float)
@@ -231,22 +231,33 @@ def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -
 
 #: the numeric overrides of `portal.register`, each held to the range of its setting
 OVERRIDES = ("rate_per_s", "rate_burst")
+#: the overrides that are counts (an integer, or a string of digits)
+INTEGER_OVERRIDES = frozenset({"rate_burst"})
+
+
+def override_range(field: str) -> tuple[float, float]:
+    """The range of a `portal.register` override: its setting's (worker/settings.py RULES)."""
+    parse = RULES[field][0]
+    assert isinstance(parse, Range), field
+    return parse.low, parse.high
 
 
 def _override(payload: dict[str, Any], field: str, kind: type[T]) -> T | None:
     """A per-portal override of a setting, within the setting's own range (worker/settings.py
     RULES): a value the setting refuses (`rate_per_s=1e-300` would stall the limiter) is refused
-    here too. An integer may come as a string of digits; a float as any JSON number."""
+    here too. A float is any JSON number; an integer is a number without a fraction (4.0 is 4,
+    as JSON Schema says) or a string of digits."""
     value = payload.get(field)
     if value is None:
         return None
     parse, rule = RULES[field]
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19
     if kind is int and isinstance(value, float):
-        numeric = False  # 1.5 bursts: not a count
+        numeric = value.is_integer()  # 1.5 bursts: not a count
+        value = int(value) if numeric else value
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19
     try:
-        if not (numeric or digits):
+        if not (numeric or (digits and kind is int)):
             raise ValueError(field)
         parsed = parse(str(value))
     except (ValueError, TypeError, OverflowError):
