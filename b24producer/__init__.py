@@ -49,7 +49,6 @@ SENT = "delivery.sent"
 DELIVERED = "delivery.delivered"
 #: the worker's default DELIVERY_CONFIRM_MANY_MAX
 CONFIRM_MANY_MAX = 500
-_SECRET_FIELDS = ("access_token", "refresh_token", "application_token")
 
 
 class MaskingAMQP(AMQP):
@@ -156,10 +155,8 @@ class Producer:
         Raises InvalidInput (nothing sent) when the worker would reject it (the endpoint's
         network is judged by the worker's DELIVERY_ALLOWED_ENDPOINT_NETWORKS)."""
         validation.registration(auth)
-        shown = {k: ("***" if k in _SECRET_FIELDS else v) for k, v in auth.items()}
-        return str(
-            self.app.send_task(REGISTER, kwargs=auth, kwargsrepr=repr(shown), retry=False).id
-        )
+        shown = repr(redact(auth))  # the one list of secret names (worker/ops/redaction.py)
+        return str(self.app.send_task(REGISTER, kwargs=auth, kwargsrepr=shown, retry=False).id)
 
     def sent(
         self,

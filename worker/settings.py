@@ -11,21 +11,14 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from worker.errors import SettingsError
-from worker.net.addresses import NETWORKS, canonical, check_url, is_loopback_host, parse_networks
+from worker.net.addresses import canonical, parse_networks
+from worker.net.trust import ALL_NETWORKS, Trust, operator_url_problem, url_problem
 
 T = TypeVar("T")
-
-
-def check_endpoint(url: str) -> str | None:
-    """Why `url` may not receive a token whatever the allowed networks, or None: an absolute
-    http(s) URL without credentials, https (http only on a loopback host), and not an IP literal
-    that never receives tokens. The allowed networks are applied by the callers that know them
-    (`worker.net.addresses.check_url`) and on every connection (`worker.net.guard`)."""
-    return check_url(url, frozenset(NETWORKS))
 
 
 #: never shown in an error message, a repr or a log line
@@ -48,13 +41,13 @@ class Settings:
     client_id: str | None = None
     #: the OAuth application's client secret; sent only to the token endpoint, never logged
     client_secret: str | None = dataclasses.field(default=None, repr=False)
-    #: the operator's token endpoint for every portal (an override, trusted as set); unset: each
-    #: portal's server_endpoint host (when allowed), else DEFAULT_OAUTH_URL
+    #: the operator's token endpoint for every portal (an override, trusted as set, for the
+    #: refresh only); unset: each portal's server_endpoint host (when allowed), else the default
     oauth_url: str | None = None
     #: the only hosts (or host:port) a token endpoint named by a portal may have
     oauth_hosts: str = "oauth.bitrix.info,oauth.bitrix24.tech"
     #: networks a portal's endpoints may resolve to, checked on every connection
-    #: (worker/net/guard.py); `loopback` also allows http:// on loopback hosts
+    #: (worker/net/trust.py); `loopback` also allows http:// on loopback hosts
     allowed_endpoint_networks: str = "public"
     #: prefix of every Redis key the pipeline owns
     key_prefix: str = "b24d"
@@ -206,14 +199,15 @@ class Settings:
         if self.backoff_cap_s < self.backoff_base_s:
             raise SettingsError("DELIVERY_BACKOFF_CAP_S must be >= DELIVERY_BACKOFF_BASE_S")
         # the operator's OAuth URL is trusted as set, but http:// needs loopback allowed
-        oauth = urlsplit(self.oauth_url or "")
-        if oauth.scheme == "http" and not (
-            "loopback" in self.endpoint_networks and is_loopback_host(oauth.hostname or "")
-        ):
+        if self.oauth_url and operator_url_problem(self.oauth_url, self.endpoint_networks):
             raise SettingsError(
-                f"BITRIX24_OAUTH_URL={self.oauth_url!r} must use https:// (http:// only for a "
+                f"{_shown('oauth_url', self.oauth_url)} must use https:// (http:// only for a "
                 "loopback host when DELIVERY_ALLOWED_ENDPOINT_NETWORKS includes loopback)"
             )
+
+    def trust(self) -> Trust:
+        """The trust settings, as the rules of worker/net/trust.py read them."""
+        return Trust(self.endpoint_networks, self.oauth_host_entries, self.oauth_url)
 
     @property
     def loopback_allowed(self) -> bool:
@@ -283,22 +277,41 @@ def _task_name(raw: str) -> str:
     return raw
 
 
+#: settings holding a URL, whose user and password are never shown
+URL_FIELDS = frozenset({"redis_url", "broker_url", "oauth_url", "sentry_dsn"})
+# everything up to the last `@` (a malformed URL's password may hold `/` or `@`)
+_USERINFO = re.compile(r"^(?P<scheme>[^:/@]*:/*)?.*@", re.DOTALL)
+
+
 def _shown(field: str, value: object) -> str:
-    """`NAME=value` for an error message; a secret's value, or a URL's password, never shown."""
+    """`NAME=value` for an error message; a secret's value, or a URL's password, never shown
+    (however malformed the URL)."""
     if field in SECRET_FIELDS:
         return f"{ENV_NAMES[field]}=<hidden>"
-    text = re.sub(r"//[^/@]*@", "//***@", str(value)) if field == "redis_url" else value
+    text = str(value)
+    if field in URL_FIELDS:
+        text = ";".join(_USERINFO.sub(r"\g<scheme>***@", part) for part in text.split(";"))
     return f"{ENV_NAMES[field]}={text!r}"
 
 
-def _number(kind: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
-    def parse(raw: str) -> T:
-        value = kind(raw)
-        if not low <= float(value) <= high:  # type: ignore[arg-type]
+@dataclasses.dataclass(frozen=True)
+class Range(Generic[T]):
+    """A number setting's parser: `kind(raw)`, within low..high (ValueError outside). The bounds
+    are read too: `portal.register`'s overrides are held to their setting's range."""
+
+    kind: Callable[[str], T]
+    low: float
+    high: float
+
+    def __call__(self, raw: str) -> T:
+        value = self.kind(raw)
+        if not self.low <= float(value) <= self.high:  # type: ignore[arg-type]
             raise ValueError(raw)
         return value
 
-    return parse
+
+def _number(kind: Callable[[str], T], low: float, high: float) -> Range[T]:
+    return Range(kind, low, high)
 
 
 def _memory_mib(raw: str) -> int:
@@ -321,7 +334,7 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 def _url(raw: str) -> str:
     # the operator's URL is trusted as set; only http:// needs loopback (checked in validate)
-    if check_url(raw, frozenset(NETWORKS)) is not None:
+    if url_problem(raw, ALL_NETWORKS) is not None:
         raise ValueError(raw)
     return raw
 

@@ -1,13 +1,15 @@
 """Tokens go only to allowed networks, checked on the address a connection is actually made to.
 
 Real sockets on this machine's loopback range only: names are pointed at 127.0.0.x through the
-resolver hook (`worker.net.guard.set_resolver`), and the one address a bug would reach when a
+resolver a policy is built with (`Policy.resolver`, `PortalStore(resolver=...)`), and the one
+address a bug would reach when a
 refusal fails is a listener of ours on 127.0.0.2, which counts what arrives. "Disallowed" is
 `loopback` left out of the allowed networks, or an address that is never allowed (0.0.0.0).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
 import ssl
@@ -17,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,13 +28,17 @@ from cryptography.x509.oid import NameOID
 
 from b24sim import PortalConfig, Simulator
 from worker.errors import PortalError
-from worker.flush.call import Timeouts, send_status_delivery
+from worker.flush.batch import send_batch
+from worker.flush.call import Timeouts, refresh_tokens, send_status_delivery
 from worker.flush.policy import Outcome
-from worker.net import guard as netguard
-from worker.net.guard import EndpointRefused, Policy
+from worker.ingest.validation import registration
+from worker.net.guard import EndpointRefused, new_session
+from worker.net.trust import Policy
+from worker.portals.registry import PortalStore
+from worker.settings import Settings
 
-PUBLIC = Policy(frozenset({"public"}))
-DEV = Policy(frozenset({"public", "loopback"}))
+PUBLIC_ONLY = frozenset({"public"})
+DEV_NETWORKS = frozenset({"public", "loopback"})
 TIMEOUTS = Timeouts(1.0, 2.0)
 MESSAGES = [{"im": {"chat_id": 1, "message_id": 1}}]
 
@@ -74,12 +81,16 @@ class Listener:
 
 
 @pytest.fixture
-def hosts() -> Iterator[Hosts]:
-    hosts = Hosts()
-    previous = netguard.set_resolver(hosts)
-    yield hosts
-    netguard.set_resolver(previous)
-    netguard.configure(Policy())
+def hosts() -> Hosts:
+    return Hosts()
+
+
+def public(hosts: Hosts) -> Policy:
+    return Policy(PUBLIC_ONLY, resolver=hosts)
+
+
+def dev(hosts: Hosts) -> Policy:
+    return Policy(DEV_NETWORKS, resolver=hosts)
 
 
 @pytest.fixture
@@ -94,10 +105,16 @@ def test_a_name_on_a_disallowed_network_is_refused_before_connecting(
 ) -> None:
     """A portal endpoint that resolves to loopback while only `public` is allowed parks it."""
     hosts.answers["portal-a.test"] = [["127.0.0.2"]]
-    netguard.configure(PUBLIC)
+    session = new_session(public(hosts))
     with pytest.raises(PortalError) as info:
         send_status_delivery(
-            f"https://portal-a.test:{listener.port}/rest/", "AT-1", "c", 1, MESSAGES, TIMEOUTS
+            f"https://portal-a.test:{listener.port}/rest/",
+            "AT-1",
+            "c",
+            1,
+            MESSAGES,
+            TIMEOUTS,
+            session,
         )
     print(f"\n[networks] refused: {info.value}")
     assert info.value.code == "ENDPOINT_REFUSED"
@@ -110,9 +127,9 @@ def test_a_name_on_a_disallowed_network_is_refused_before_connecting(
 def test_every_resolved_address_must_be_allowed(hosts: Hosts, listener: Listener) -> None:
     """An allowed address among the answers does not let a forbidden one through: nothing is
     connected to, not even the allowed one (our listener)."""
-    hosts.answers["mixed.test"] = [["127.0.0.2", "0.0.0.0"]]
+    hosts.answers["localhost"] = [["127.0.0.2", "0.0.0.0"]]
     with pytest.raises(EndpointRefused, match=r"0\.0\.0\.0 is in a network that never"):
-        netguard.new_session(DEV).get(f"http://mixed.test:{listener.port}/", timeout=1)
+        new_session(dev(hosts)).get(f"http://localhost:{listener.port}/", timeout=1)
     assert listener.connections() == 0
 
 
@@ -127,16 +144,16 @@ def test_a_dns_answer_that_changes_is_checked_again_on_connect(
     """
     creds = sim.add_portal(PortalConfig(member_id="rebind"))
     port = sim.base_url.rsplit(":", 1)[1]
-    hosts.answers["rebind.test"] = [["127.0.0.1"], ["0.0.0.0"]]  # 0.0.0.0: never allowed
-    url = f"http://rebind.test:{port}/rebind/rest/imconnector.send.status.delivery"
+    hosts.answers["localhost"] = [["127.0.0.1"], ["0.0.0.0"]]  # 0.0.0.0: never allowed
+    url = f"http://localhost:{port}/rebind/rest/imconnector.send.status.delivery"
     body = {"CONNECTOR": "c", "LINE": 1, "MESSAGES": MESSAGES, "auth": creds.access_token}
-    session = netguard.new_session(DEV)
+    session = new_session(dev(hosts))
     first = session.post(url, json=body, timeout=2)
-    assert first.status_code < 500 and hosts.lookups == ["rebind.test"]
+    assert first.status_code < 500 and hosts.lookups == ["localhost"]
     session.close()  # a new connection: the name is resolved (and checked) again
     with pytest.raises(EndpointRefused, match=r"0\.0\.0\.0 is in a network that never"):
         session.post(url, json=body, timeout=2)
-    assert hosts.lookups == ["rebind.test", "rebind.test"]
+    assert hosts.lookups == ["localhost", "localhost"]
     assert sim.counters("rebind")["calls"] == 1
 
 
@@ -161,8 +178,8 @@ def test_a_redirect_to_a_disallowed_address_is_refused(hosts: Hosts, listener: L
     try:
         port = int(server.server_address[1])
         # the first hop is trusted like the operator's OAuth URL, so only the redirect is judged
-        policy = Policy(frozenset({"public"}), frozenset({("127.0.0.1", port)}))
-        session = netguard.new_session(policy)
+        policy = Policy(PUBLIC_ONLY, frozenset({("127.0.0.1", port)}), hosts)
+        session = new_session(policy)
         with pytest.raises(EndpointRefused, match=r"moved\.test: address 127\.0\.0\.2 is loopback"):
             session.get(f"http://127.0.0.1:{port}/rest/", timeout=2)
         assert hosts.lookups == ["moved.test"]
@@ -177,9 +194,14 @@ def test_an_allowed_name_connects_and_keeps_its_host_header(hosts: Hosts, sim: S
     creds = sim.add_portal(PortalConfig(member_id="named"))
     port = sim.base_url.rsplit(":", 1)[1]
     hosts.answers["localhost"] = [["127.0.0.1"]]
-    netguard.configure(DEV)
     time_block = send_status_delivery(
-        f"http://localhost:{port}/named/rest/", creds.access_token, "c", 1, MESSAGES, TIMEOUTS
+        f"http://localhost:{port}/named/rest/",
+        creds.access_token,
+        "c",
+        1,
+        MESSAGES,
+        TIMEOUTS,
+        new_session(dev(hosts)),
     )
     assert isinstance(time_block, dict)
     assert hosts.lookups == ["localhost"]
@@ -204,9 +226,10 @@ def test_the_request_still_names_the_host(hosts: Hosts) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = int(server.server_address[1])
-        hosts.answers["named.test"] = [["127.0.0.1"]]
-        response = netguard.new_session(DEV).get(f"http://named.test:{port}/", timeout=2)
-        assert response.text == f"named.test:{port}"
+        hosts.answers["localhost"] = [["127.0.0.1"]]  # http:// needs a loopback name
+        response = new_session(dev(hosts)).get(f"http://localhost:{port}/", timeout=2)
+        assert response.text == f"localhost:{port}"
+        assert hosts.lookups == ["localhost"], "connected to the checked 127.0.0.1"
     finally:
         server.shutdown()
         server.server_close()
@@ -268,7 +291,7 @@ def test_tls_still_verifies_the_certificate_for_the_host_name(hosts: Hosts, tmp_
         port = int(server.server_address[1])
         hosts.answers["portal-tls.test"] = [["127.0.0.1"]]
         hosts.answers["other-name.test"] = [["127.0.0.1"]]
-        session = netguard.new_session(DEV)
+        session = new_session(dev(hosts))
         response = session.get(f"https://portal-tls.test:{port}/", verify=str(cert), timeout=2)
         assert response.text == "ok" and seen_sni == ["portal-tls.test"]
         with pytest.raises(requests.exceptions.SSLError, match=r"[Hh]ostname mismatch"):
@@ -276,3 +299,87 @@ def test_tls_still_verifies_the_certificate_for_the_host_name(hosts: Hosts, tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_operators_internal_oauth_host_receives_the_refresh_only(
+    hosts: Hosts, listener: Listener, settings: Settings
+) -> None:
+    """BITRIX24_OAUTH_URL on an internal host (our listener on 127.0.0.2, only `public`
+    allowed): the refresh connects to it, trusted as set; a portal whose client_endpoint names
+    that host gets nothing, not even a connection: its token stays here."""
+    internal = f"https://oauth.corp.test:{listener.port}"
+    hosts.answers["oauth.corp.test"] = [["127.0.0.2"]]
+    s = dataclasses.replace(
+        settings, oauth_url=internal + "/oauth/token/", allowed_endpoint_networks="public"
+    )
+    s.validate()
+    trust = s.trust()
+    with pytest.raises(PortalError) as info:
+        send_status_delivery(
+            internal + "/rest/",
+            "PORTAL-TOKEN",
+            "c",
+            1,
+            MESSAGES,
+            TIMEOUTS,
+            new_session(trust.portal_policy(hosts)),
+        )
+    assert info.value.code == "ENDPOINT_REFUSED" and info.value.outcome is Outcome.DENIED
+    assert "127.0.0.2 is loopback" in info.value.description
+    assert listener.connections() == 0, "the portal's call reached the operator's host"
+    with pytest.raises(PortalError) as refresh:  # the listener never answers: a timeout
+        refresh_tokens(
+            s.oauth_url or "",
+            "id",
+            "secret",
+            "RT",
+            Timeouts(1.0, 0.5),
+            new_session(trust.oauth_policy(hosts)),
+        )
+    assert refresh.value.code == "NETWORK_ERROR"
+    assert listener.connections() == 1, "the refresh reached the operator's OAuth host"
+
+
+def test_a_redirect_target_is_judged_before_it_is_stored(
+    hosts: Hosts, r: redis.Redis, settings: Settings
+) -> None:
+    """A portal redirects to a name that resolves to an address never allowed: the move is
+    refused when the name is resolved, before the new address is stored."""
+    hosts.answers["moved.test"] = [["169.254.169.254"]]
+    store = PortalStore(r, settings, resolver=hosts)
+    old = "http://127.0.0.1:9/rest/"
+    payload = {
+        "member_id": "m1",
+        "domain": "m1.example",
+        "client_endpoint": old,
+        "access_token": "AT",
+        "refresh_token": "RT",
+    }
+    store.register(registration(payload, settings.endpoint_networks))
+    with pytest.raises(PortalError) as info:
+        store.move("m1", old, "https://moved.test/rest/")
+    assert info.value.code == "UNSAFE_REDIRECT" and info.value.outcome is Outcome.DENIED
+    assert "never receives tokens" in info.value.description
+    assert r.hget(store.keys.portal("m1"), "client_endpoint") == old.encode()
+    hosts.answers["fine.test"] = [["127.0.0.1"]]
+    assert store.move("m1", old, "https://fine.test/rest/"), "an allowed target is stored"
+
+
+def test_the_direct_and_the_batch_call_refuse_an_endpoint_alike(
+    hosts: Hosts, listener: Listener
+) -> None:
+    """One rule for both calls: the same refused endpoint is ENDPOINT_REFUSED (the portal is
+    parked), whether the group goes direct or packed in a `batch` request."""
+    hosts.answers["portal-b.test"] = [["127.0.0.2"]]
+    session = new_session(public(hosts))
+    for endpoint in (f"https://portal-b.test:{listener.port}/rest/", "http://p.example/rest/"):
+        with pytest.raises(PortalError) as direct:
+            send_status_delivery(endpoint, "AT", "c", 1, MESSAGES, TIMEOUTS, session)
+        with pytest.raises(PortalError) as packed:
+            send_batch(
+                endpoint, "AT", {"g0": "imconnector.send.status.delivery?x=1"}, TIMEOUTS, session
+            )
+        assert direct.value.code == packed.value.code == "ENDPOINT_REFUSED"
+        assert direct.value.outcome is packed.value.outcome is Outcome.DENIED
+        assert direct.value.description == packed.value.description
+    assert listener.connections() == 0

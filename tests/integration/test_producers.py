@@ -72,9 +72,11 @@ def test_the_python_producer_masks_tokens_in_what_flower_shows(
         client_endpoint="https://d/rest/",
         access_token="AT-secret-1",
         refresh_token="RT-secret-1",
+        application_token="APP-secret-1",
         expires_in=3600,
     )
     message = json.loads(r.lindex("celery", 0) or b"{}")
     assert "AT-secret-1" not in message["headers"]["kwargsrepr"]
     assert "RT-secret-1" not in message["headers"]["kwargsrepr"]
+    assert "APP-secret-1" not in message["headers"]["kwargsrepr"]
     p.close()

@@ -80,3 +80,20 @@ def test_a_dsn_without_the_sdk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
 def test_settings_name_a_bad_dsn() -> None:
     with pytest.raises(SettingsError, match="SENTRY_DSN"):
         Settings.from_env({"SENTRY_DSN": "not a dsn"})
+
+
+def test_the_install_forms_and_the_events_secrets_never_reach_the_event(
+    transport: Recording,
+) -> None:
+    """`application_token` and the install form's `AUTH_ID`/`REFRESH_ID` (the one list of
+    secret names, worker/ops/redaction.py) are masked in extras, messages and breadcrumbs."""
+    form = f"AUTH_ID={ACCESS}&REFRESH_ID={REFRESH}&auth[application_token]={ACCESS}"
+    logging.getLogger("test").warning("install form %s", form)
+    with sentry_sdk.new_scope() as scope:
+        scope.set_extra("auth", {"application_token": ACCESS, "Auth_Id": ACCESS})
+        scope.set_extra("form", form)
+        sentry_sdk.capture_message(f"install refused: {form}")
+    sentry_sdk.flush()
+    body = b"".join(env.serialize() for env in transport.envelopes)
+    assert b"install refused" in body
+    assert ACCESS.encode() not in body and REFRESH.encode() not in body

@@ -127,3 +127,30 @@ def test_the_refresh_lock_must_outlive_the_refresh_call() -> None:
     ok = Settings.from_env({"DELIVERY_OAUTH_TIMEOUT_S": "2", "DELIVERY_REFRESH_LOCK_TTL_S": "3"})
     assert ok.oauth_timeouts() == (1.0, 1.0)
     assert sum(Settings().oauth_timeouts()) == 60.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CELERY_BROKER_URL", "ftp://guest:S3CRET-pw@rabbit:5672//"),
+        ("CELERY_BROKER_URL", "rabbit://guest:S3CRET/pw@@rabbit:5672"),
+        ("REDIS_URL", "http://:S3CRET-pw@redis:6379/0"),
+        ("REDIS_URL", "sentinel://:S3CRET-pw@h1;sentinel://:S3CRET-pw@h2/0x"),
+        ("BITRIX24_OAUTH_URL", "https://user:S3CRET-pw@oauth.example.net/oauth/token/"),
+        ("BITRIX24_OAUTH_URL", "http://user:S3CRET-pw@[::1/oauth/token/"),
+        ("SENTRY_DSN", "ftp://key:S3CRET-pw@sentry.example/1"),
+    ],
+)
+def test_a_malformed_url_never_shows_its_password(name: str, value: str) -> None:
+    """The error names the variable and the rule; the URL's password stays hidden, however
+    malformed the URL."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({name: value})
+    message = str(info.value)
+    assert name in message and "S3CRET" not in message
+
+
+def test_a_plain_http_oauth_url_error_hides_its_password() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"BITRIX24_OAUTH_URL": "http://u:S3CRET-pw@127.0.0.1:9/oauth/token/"})
+    assert "S3CRET" not in str(info.value)

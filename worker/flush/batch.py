@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
+import requests
+
 from worker.errors import PortalError
 from worker.flush.call import METHOD, Timeouts, error_from, read_json, request
 from worker.flush.policy import BATCH_ONLY, Outcome, canonical, classify_command
-from worker.net.guard import url_problem
 
 BATCH = "batch"
 #: PHP's default `max_input_vars`: `parse_str` silently drops every variable past it
@@ -198,16 +199,18 @@ def _answer(
 
 
 def send_batch(
-    endpoint: str, access_token: str, commands: dict[str, str], timeouts: Timeouts
+    endpoint: str,
+    access_token: str,
+    commands: dict[str, str],
+    timeouts: Timeouts,
+    session: requests.Session,
 ) -> dict[str, Answer]:
-    """POST the commands as one `batch` (halt=0); each command's answer by name.
+    """POST the commands as one `batch` (halt=0); each command's answer by name. The session
+    judges the endpoint as a direct call's (worker/net/trust.py): a refused one parks the portal.
 
     Raises PortalError when the request fails as a whole (503, 401, network, non-JSON)."""
-    problem = url_problem(endpoint)
-    if problem:  # as a direct call judges it (worker/flush/call.py): the portal is parked
-        raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", f"client_endpoint {problem}")
     body = {"halt": 0, "cmd": commands, "auth": access_token}
-    response = request("POST", endpoint + BATCH, timeouts, json=body)
+    response = request("POST", endpoint + BATCH, timeouts, session, json=body)
     payload = read_json(response)
     inner = payload.get("result") if isinstance(payload, dict) else None
     if response.status_code != 200 or not isinstance(inner, dict) or "error" in payload:

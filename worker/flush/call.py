@@ -6,8 +6,9 @@ here: a portal's 301/302/307/308 becomes a MOVED `PortalError` with its Location
 decides (worker/flush/request.py follows it once).
 Tokens travel only in the request body or query string, never in an error message.
 
-Every connection goes through the one session built by `session()`, whose transport checks each
-connection against the allowed networks on the address it is made to (worker/net/guard.py).
+Every call goes through the session it is given (`PortalStore.session` for portals, the refresh's
+own for OAuth), which judges each request's URL and each connection's address by the rules of
+worker/net/trust.py before anything is sent (worker/net/guard.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import requests
 
 from worker.errors import PortalError
 from worker.flush.policy import REDIRECTS, Outcome, canonical, classify
-from worker.net.guard import EndpointRefused, new_session, url_problem
-from worker.perprocess import per_process
+from worker.net.trust import EndpointRefused
 
 METHOD = "imconnector.send.status.delivery"
 
@@ -29,13 +29,6 @@ METHOD = "imconnector.send.status.delivery"
 class Timeouts:
     connect_s: float
     read_s: float
-
-
-def session() -> requests.Session:
-    """One session per process (connection reuse); a forked child makes its own. Every
-    connection it makes passes the process's network policy, read when it connects
-    (worker/net/guard.py)."""
-    return per_process("http-session", new_session)
 
 
 def error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:
@@ -70,12 +63,14 @@ def _moved(response: requests.Response) -> PortalError:
     )
 
 
-def request(method: str, url: str, timeouts: Timeouts, **kwargs: Any) -> requests.Response:
+def request(
+    method: str, url: str, timeouts: Timeouts, session: requests.Session, **kwargs: Any
+) -> requests.Response:
     """One call; a network failure becomes a TRANSIENT PortalError, named by its class only
-    (the URL may carry secrets in its query string). Every connection passes the network policy
-    (worker/net/guard.py); a refused one parks the portal (ENDPOINT_REFUSED)."""
+    (the URL may carry secrets in its query string). The session judges the URL and every
+    connection (worker/net/guard.py); a refused one parks the portal (ENDPOINT_REFUSED)."""
     try:
-        return session().request(
+        return session.request(
             method,
             url,
             timeout=(timeouts.connect_s, timeouts.read_s),
@@ -103,13 +98,11 @@ def send_status_delivery(
     line: int,
     messages: list[dict[str, Any]],
     timeouts: Timeouts,
+    session: requests.Session,
 ) -> dict[str, Any]:
     """POST the batch; returns the answer's `time` block. Raises PortalError."""
-    problem = url_problem(endpoint)
-    if problem:
-        raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", f"client_endpoint {problem}")
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
-    response = request("POST", endpoint + METHOD, timeouts, json=body)
+    response = request("POST", endpoint + METHOD, timeouts, session, json=body)
     if response.status_code in REDIRECTS:
         raise _moved(response)
     payload = read_json(response)
@@ -130,7 +123,12 @@ def send_status_delivery(
 
 
 def refresh_tokens(
-    oauth_url: str, client_id: str, client_secret: str, refresh_token: str, timeouts: Timeouts
+    oauth_url: str,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    timeouts: Timeouts,
+    session: requests.Session,
 ) -> dict[str, Any]:
     """Exchange a refresh token for a new pair. Raises PortalError (AUTH_BROKEN, TRANSIENT, ...).
 
@@ -141,7 +139,7 @@ def refresh_tokens(
         "client_secret": client_secret,
         "refresh_token": refresh_token,
     }
-    response = request("GET", oauth_url, timeouts, params=params)
+    response = request("GET", oauth_url, timeouts, session, params=params)
     payload = read_json(response)
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         raise error_from(response, payload, oauth=True)

@@ -36,6 +36,9 @@ class Outcome(enum.Enum):
     #: 401 CONNECTION_ERROR: the portal could not reach its OAuth server (not our token): back
     #: off, no refresh, never parked; dead-lettered only past DELIVERY_MAX_AGE_S
     UNREACHABLE = "unreachable"
+    #: a stored token needs a key this worker lacks (DELIVERY_TOKEN_KEYS rollout): not the
+    #: portal's failure, and another worker may hold the key: defer, never dead-letter
+    KEY_MISSING = "key_missing"
     PERMANENT = "permanent"  # dead-letter now
     #: inside `batch` only: the method may not run there on this portal; packing off
     NOT_PACKABLE = "not_packable"
@@ -117,7 +120,7 @@ OWN_CODES: dict[str, tuple[Outcome, str]] = {
     ),
     "UNSAFE_REDIRECT": (Outcome.DENIED, "the portal redirected to an address that was refused"),
     "TOKEN_KEY_MISSING": (
-        Outcome.TRANSIENT,
+        Outcome.KEY_MISSING,
         "a stored token needs a key this worker lacks (DELIVERY_TOKEN_KEYS): another may hold it",
     ),
     "REFRESH_ANSWER_LOST": (
@@ -203,11 +206,14 @@ class Decision:
     counts_failure: bool = False
     #: empty the portal's fleet-wide rate budget
     drain_budget: bool = False
+    #: counts towards the portal's own key-missing backoff (never towards max_attempts)
+    counts_key_wait: bool = False
 
 
 def compute_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Random | None) -> float:
     """Exponential backoff with equal jitter: in [d/2, d], d = min(cap, base * 2**(attempt-1))."""
-    ceiling = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
+    # (the exponent is bounded: a count in the thousands would overflow a float)
+    ceiling = min(cap_s, base_s * 2.0 ** min(max(0, attempt - 1), 256))
     jitter: float = (rng or random).uniform(0, ceiling / 2)
     return ceiling / 2 + jitter
 
@@ -226,6 +232,28 @@ _FIXED = {
 }
 
 
+def _ageless(
+    outcome: Outcome,
+    *,
+    failures: int,
+    key_waits: int,
+    backoff: Backoff,
+    rng: random.Random | None,
+) -> Decision | None:
+    """The decision of an outcome the batch's age does not change, else None."""
+    if outcome is Outcome.KEY_MISSING:
+        # whatever the age or the failures: a key rollout must never cost a confirmation
+        delay = compute_backoff(key_waits + 1, backoff.base_s, backoff.cap_s, rng)
+        return Decision(Action.RETRY, delay, counts_key_wait=True)
+    if outcome is Outcome.BLOCKED:
+        return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
+    if outcome is Outcome.RESEND:
+        # the platform did not run it: at once, then backing off if it keeps refusing
+        delay = compute_backoff(failures, backoff.base_s, backoff.cap_s, rng) if failures else 0.0
+        return Decision(Action.RETRY, delay, counts_failure=True)
+    return None
+
+
 def decide(
     outcome: Outcome,
     *,
@@ -236,21 +264,20 @@ def decide(
     now: float,
     reset_at: float | None = None,
     rng: random.Random | None = None,
+    key_waits: int = 0,
 ) -> Decision:
     """What to do with a batch after `outcome`.
 
     `failures` counts the batch's earlier transient failures, `throttles` the portal's throttled
-    answers in a row before this one, `age_s` the age of the batch's oldest item.
+    answers in a row before this one, `age_s` the age of the batch's oldest item, `key_waits`
+    the portal's flushes in a row deferred for a missing token key.
     """
     fixed = _FIXED.get(outcome)
     if fixed is not None:
         return fixed
-    if outcome is Outcome.BLOCKED:
-        return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
-    if outcome is Outcome.RESEND:
-        # the platform did not run it: at once, then backing off if it keeps refusing
-        delay = compute_backoff(failures, backoff.base_s, backoff.cap_s, rng) if failures else 0.0
-        return Decision(Action.RETRY, delay, counts_failure=True)
+    ageless = _ageless(outcome, failures=failures, key_waits=key_waits, backoff=backoff, rng=rng)
+    if ageless is not None:
+        return ageless
     waits = (Outcome.THROTTLED, Outcome.OPERATION_LIMIT, Outcome.CLOSED, Outcome.UNREACHABLE)
     if outcome in waits and age_s >= backoff.max_age_s:
         return Decision(Action.DEAD_LETTER)

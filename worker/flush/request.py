@@ -21,7 +21,6 @@ from worker.errors import PortalError
 from worker.flush.batch import BATCH, Answer, Plan, plan, send_batch
 from worker.flush.call import METHOD, Timeouts, send_status_delivery
 from worker.flush.policy import Outcome
-from worker.net.endpoints import moved_endpoint
 from worker.runtime import Runtime
 from worker.store.replies import Lease
 
@@ -92,16 +91,17 @@ def _post(rt: Runtime, leases: list[Lease], endpoint: str, planned: Plan | None)
     s = rt.settings
     timeouts = Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s)
     token = rt.portals.open_token(leases[0].access_token)  # stored encrypted when keys are set
+    session = rt.portals.session  # judges the endpoint and every connection (worker/net/)
     if planned is None:
         (lease,) = leases
         group = lease.group
         time_block = send_status_delivery(
-            endpoint, token, group.connector, group.line, lease.elements, timeouts
+            endpoint, token, group.connector, group.line, lease.elements, timeouts, session
         )
         rt.buffer.count_call(Outcome.DONE.value)
         return [Reply(Answer(True, time=time_block), Sent.CALL)]
     queries = {name: part.query for name, part in planned.commands.items()}
-    answers = send_batch(endpoint, token, queries, timeouts)
+    answers = send_batch(endpoint, token, queries, timeouts, session)
     rt.buffer.count_call(Outcome.DONE.value)
     parts: dict[int, list[Answer]] = {}
     for name, part in planned.commands.items():
@@ -137,12 +137,8 @@ def store_move(rt: Runtime, lease: Lease, moved: PortalError, method: str) -> st
     """The portal answered `method` with a redirect: when the new address passes the endpoint
     checks, store it for the whole portal and return it; else raise PortalError
     (UNSAFE_REDIRECT)."""
-    new, why = moved_endpoint(
-        moved.location,
-        lease.endpoint + method,
-        method,
-        lease.endpoint,
-        loopback_ok=rt.settings.loopback_allowed,
+    new, why = rt.portals.trust.moved_endpoint(
+        moved.location, lease.endpoint + method, method, lease.endpoint
     )
     if new is None:
         shown = repr(moved.location[:200])

@@ -139,6 +139,7 @@ def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
         backoff=_backoff(rt),
         now=rt.buffer.server_time(),
         reset_at=error.reset_at or rt.buffer.stored_reset_at(lease.group.portal),
+        key_waits=rt.portals.key_waits(lease.group.portal),
     )
     fields: dict[str, Any] = {"code": error.code, "description": error.description}
     settled = rt.buffer.settle(
@@ -148,6 +149,7 @@ def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
         portal_wide=decision.portal_wide,
         drain_budget=decision.drain_budget,
         counts_failure=decision.counts_failure,
+        counts_key_wait=decision.counts_key_wait,
         **fields,
     )
     rt.send_flush(lease.group, settled.trigger)

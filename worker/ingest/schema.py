@@ -75,6 +75,19 @@ def digits(lo: int, hi: int, max_length: int = 19) -> Schema:
     }
 
 
+def override(field: str) -> Schema:
+    """A `portal.register` override: within its setting's range (validation.override_range)."""
+    low, high = v.override_range(field)
+    if field in v.INTEGER_OVERRIDES:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": int(low), "maximum": int(high)},
+                digits(int(low), int(high)),
+            ]
+        }
+    return {"type": "number", "minimum": low, "maximum": high}
+
+
 def positive_int() -> Schema:
     return {
         "anyOf": [
@@ -188,8 +201,8 @@ def register(networks: frozenset[str]) -> Schema:
                 digits(1, v.MAX_ID),
             ]
         },
-        "rate_per_s": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 10_000}),
-        "rate_burst": nullable(positive_int()),
+        "rate_per_s": nullable(override("rate_per_s")),
+        "rate_burst": nullable(override("rate_burst")),
         "server_endpoint": nullable(endpoint(v.ALL_NETWORKS)),
         "token_owner": {"enum": list(v.TOKEN_OWNERS)},
         "packing": {"enum": [*v.PACKING_MODES, None]},

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.errors import InvalidInput
-from worker.net.addresses import NETWORKS, check_url
+from worker.net.trust import ALL_NETWORKS as ALL_NETWORKS  # the schemas read it here
+from worker.net.trust import url_problem
+from worker.settings import ENV_NAMES, RULES, Range
 from worker.store.keys import Group
 
+T = TypeVar("T", int, float)
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CODE_RULE = "must be 1 to 64 characters of letters, digits, '_', '-' or '.'"
 MAX_ID = 2**63 - 1
@@ -186,8 +189,6 @@ def confirmation(payload: dict[str, Any], *, require_message_id: bool = False) -
     return Confirmation(Group(portal, connector, line), str(element["im"]["message_id"]), element)
 
 
-#: every network: only what no setting allows is refused (scheme, credentials, forbidden literals)
-ALL_NETWORKS = frozenset(NETWORKS)
 MAX_URL = 2048
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -214,18 +215,54 @@ def endpoint_rule(networks: frozenset[str]) -> str:
 
 
 def _endpoint(value: Any, field: str, networks: frozenset[str] = ALL_NETWORKS) -> str:
-    """`check_url` (scheme, credentials, and the network of an IP literal host: the one rule no
-    JSON Schema can say; a name is checked on every connection, worker/net/guard.py), then the
+    """`url_problem` (worker/net/trust.py: scheme, credentials, and the network of an IP literal
+    host, the one rule no JSON Schema can say; a name is checked on every connection), then the
     URL's shape (`endpoint_pattern`, which the JSON Schema carries too)."""
     if not isinstance(value, str) or len(value) > MAX_URL:
         raise InvalidInput(field, f"must be a non-empty string of at most {MAX_URL} characters")
-    problem = check_url(value, networks)
+    problem = url_problem(value, networks)
     if problem:
         raise InvalidInput(field, problem)
     if not re.fullmatch(endpoint_pattern(networks), value):
         raise InvalidInput(field, endpoint_rule(networks))
     endpoint = value
     return endpoint
+
+
+#: the numeric overrides of `portal.register`, each held to the range of its setting
+OVERRIDES = ("rate_per_s", "rate_burst")
+#: the overrides that are counts (an integer, or a string of digits)
+INTEGER_OVERRIDES = frozenset({"rate_burst"})
+
+
+def override_range(field: str) -> tuple[float, float]:
+    """The range of a `portal.register` override: its setting's (worker/settings.py RULES)."""
+    parse = RULES[field][0]
+    assert isinstance(parse, Range), field
+    return parse.low, parse.high
+
+
+def _override(payload: dict[str, Any], field: str, kind: type[T]) -> T | None:
+    """A per-portal override of a setting, within the setting's own range (worker/settings.py
+    RULES): a value the setting refuses (`rate_per_s=1e-300` would stall the limiter) is refused
+    here too. A float is any JSON number; an integer is a number without a fraction (4.0 is 4,
+    as JSON Schema says) or a string of digits."""
+    value = payload.get(field)
+    if value is None:
+        return None
+    parse, rule = RULES[field]
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int and isinstance(value, float):
+        numeric = value.is_integer()  # 1.5 bursts: not a count
+        value = int(value) if numeric else value
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19
+    try:
+        if not (numeric or (digits and kind is int)):
+            raise ValueError(field)
+        parsed = parse(str(value))
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(field, f"must be {rule} (the range of {ENV_NAMES[field]})") from None
+    return kind(parsed)
 
 
 def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORKS) -> Registration:
@@ -246,14 +283,8 @@ def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORK
     if isinstance(raw_expires, float) and 0 < raw_expires <= MAX_ID:
         raw_expires = max(1, int(raw_expires))  # whole seconds; a lifetime, not an id
     expires_in = _positive_int(raw_expires, "expires_in")
-    rate = payload.get("rate_per_s")
-    if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 10_000
-    ):
-        raise InvalidInput("rate_per_s", "must be a number from 0 (exclusive) to 10000")
-    burst = payload.get("rate_burst")
-    if burst is not None:
-        burst = _positive_int(burst, "rate_burst")
+    rate = _override(payload, "rate_per_s", float)
+    burst = _override(payload, "rate_burst", int)
     server_endpoint = payload.get("server_endpoint")
     if server_endpoint is not None:
         server_endpoint = _endpoint(server_endpoint, "server_endpoint")
@@ -270,7 +301,7 @@ def registration(payload: dict[str, Any], networks: frozenset[str] = ALL_NETWORK
         access_token=_text(payload["access_token"], "access_token", 4096),
         refresh_token=_text(payload["refresh_token"], "refresh_token", 4096),
         expires_in=expires_in,
-        rate_per_s=float(rate) if rate is not None else None,
+        rate_per_s=rate,
         rate_burst=burst,
         server_endpoint=server_endpoint,
         token_owner=owner,

@@ -1,4 +1,4 @@
-"""Which addresses may receive a portal's token: pure rules, no network.
+"""Which class an IP address is in: pure rules, no network (worker/net/trust.py applies them).
 
 A portal's `client_endpoint` comes from its own `auth` block, so the portal chooses where the
 worker connects. Every address is put in one of four classes; the operator allows some of the
@@ -10,17 +10,18 @@ first three with `DELIVERY_ALLOWED_ENDPOINT_NETWORKS` (default `public`):
 - `loopback`: 127/8 and ::1, for development, tests and the demo;
 - `forbidden`: never allowed. Link-local (169.254/16, fe80::/10, where cloud metadata lives),
   the known cloud metadata addresses, multicast, unspecified, broadcast, reserved, documentation
-  and benchmarking ranges, and IPv6 prefixes that embed an IPv4 address (NAT64, 6to4, Teredo),
-  which could reach any IPv4 host behind a translator.
+  and benchmarking ranges (IPv6's 2001:db8::/32 and 3fff::/20, RFC 9637), and IPv6 prefixes that
+  embed an IPv4 address (NAT64, 6to4, Teredo, SIIT's IPv4-translated ::ffff:0:0:0/96), which could
+  reach any IPv4 host behind a translator.
 
-`http://` is allowed only on a loopback host, and only when `loopback` is allowed.
+An IPv4-mapped address (::ffff:a.b.c.d, ::ffff:0:0/96) is a.b.c.d on the wire: it is put in the
+class of the IPv4 address it carries.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -60,6 +61,8 @@ _FORBIDDEN = tuple(
         "2002::/16",  # 6to4: embeds an IPv4 address
         "2001::/32",  # Teredo: embeds an IPv4 address
         "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+        "::ffff:0:0:0/96",  # SIIT IPv4-translated: embeds an IPv4 address
         "100::/64",  # discard
     )
 )
@@ -122,30 +125,3 @@ def is_loopback_host(host: str) -> bool:
     if address is not None:
         return classify(address) == "loopback"
     return host.lower().rstrip(".") in LOOPBACK_NAMES
-
-
-def check_url(url: str, networks: frozenset[str] = DEFAULT_NETWORKS) -> str | None:
-    """Why `url` may not receive a token, or None when it may.
-
-    An absolute http(s) URL without credentials; https, except a loopback host when `loopback`
-    is allowed; a host given as an IP literal must be in an allowed network. Names are checked
-    when connecting (every address they resolve to, at connect time).
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 (raises ValueError on a bad port)
-    except ValueError:
-        return "must be an absolute URL"
-    if parts.scheme not in ("http", "https") or not host:
-        return "must be an absolute http(s) URL"
-    if parts.username or parts.password:
-        return "must not carry credentials"
-    if parts.scheme == "http" and not ("loopback" in networks and is_loopback_host(host)):
-        if "loopback" in networks:
-            return "must use https:// (http:// only for a loopback host)"
-        return "must use https:// (http:// only for a loopback host when loopback is allowed)"
-    address = ip_literal(host)
-    if address is not None:
-        return address_problem(address, networks)
-    return None

@@ -48,6 +48,10 @@ COUNTERS = {
     "leases_expired": "leases recovered from dead flushers",
     "token_refreshes": "OAuth token refreshes",
     "token_refresh_failures": "failed OAuth token refreshes",
+    "token_key_missing": (
+        "flushes deferred: this worker lacks the key a portal's tokens were sealed with "
+        "(DELIVERY_TOKEN_KEYS)"
+    ),
     "registrations": "portal.register calls",
     "replica_wait_timeouts": "ingests whose WAIT for DELIVERY_REPLICA_ACKS replicas timed out",
     "packed_calls": "batch requests made for packed groups (one slot of the budget each)",

@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 import structlog
 
 from worker.errors import InvalidInput
-from worker.ops.logs import redact
+from worker.ops.redaction import redact
 from worker.runtime import Runtime
 from worker.store.keys import Group
 

@@ -1,10 +1,10 @@
 """Errors to Sentry (optional): sentry-sdk's Celery integration when SENTRY_DSN is set.
 
-Every event passes the logs' redaction (worker/ops/logs.py `redact`) in `before_send`: secret-named
-keys are masked wherever they sit (exception values, breadcrumbs, extra, contexts) and
-`access_token=...`-shaped text inside strings too. Local variables are not sent at all (a token
-held in a variable with an innocent name would otherwise reach the tracker); the SDK's own
-scrubber and its default of no personal data stay on.
+Every event passes the one redaction (worker/ops/redaction.py `redact`, its one list of secret
+names) in `before_send`: secret-named keys are masked wherever they sit (exception values,
+breadcrumbs, extra, contexts) and `access_token=...`-shaped text inside strings too. Local
+variables are not sent at all (a token held in a variable with an innocent name would otherwise
+reach the tracker); the SDK's own scrubber and its default of no personal data stay on.
 Needs the `sentry` extra: `pip install 'b24-delivery[worker,sentry]'`.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.errors import SettingsError
-from worker.ops.logs import redact
+from worker.ops.redaction import redact
 from worker.settings import Settings
 
 

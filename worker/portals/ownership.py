@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from worker.ops.logs import redact
+from worker.ops.redaction import redact
 from worker.settings import Settings
 
 WORKER = "worker"

@@ -23,13 +23,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
+import requests
 import structlog
 from redis import Redis
 
 from worker.errors import PortalError
 from worker.flush.call import Timeouts, refresh_tokens
 from worker.flush.policy import Outcome
-from worker.net.endpoints import adopt, token_endpoint
 from worker.portals import ownership
 from worker.portals.crypto import TokenCipher
 from worker.settings import Settings
@@ -59,9 +59,14 @@ class Refresher:
         cipher: TokenCipher,
         open_token: Callable[[str], str],
         send_task: SendTask,
+        *,
+        session: requests.Session,
     ) -> None:
         self.redis = redis
         self.s = settings
+        self.trust = settings.trust()
+        #: the refresh's connections: the operator's OAuth URL trusted, else checked
+        self.session = session
         self.keys = Keys(settings.key_prefix)
         self.cipher = cipher
         self.open_token = open_token
@@ -98,8 +103,9 @@ class Refresher:
                     raise
                 return self._after_invalid_grant(member_id, seen_version, attempt, exc)
             return self._keep(member_id, lock, seen_version, answer, refused=refused)
-        except PortalError:
-            self.redis.hincrby(self.keys.stats, "token_refresh_failures", 1)
+        except PortalError as exc:
+            if exc.outcome is not Outcome.KEY_MISSING:  # no refresh was tried: no failure
+                self.redis.hincrby(self.keys.stats, "token_refresh_failures", 1)
             raise
         finally:
             self._release({"lock_key": lock_key}, {"lock_id": lock})
@@ -129,7 +135,7 @@ class Refresher:
     def _token_url(self, member_id: str, server_endpoint: bytes | str | None) -> str:
         """Where this refresh may go; refused (before any connection) when the portal's own
         OAuth server is not an allowed host."""
-        endpoint = token_endpoint(self.s, text(server_endpoint) if server_endpoint else None)
+        endpoint = self.trust.token_endpoint(text(server_endpoint) if server_endpoint else None)
         if endpoint.url is None:
             log.error(
                 "OAuth host refused: the client secret was not sent",
@@ -153,6 +159,7 @@ class Refresher:
                 self.s.client_secret or "",
                 refresh_token,
                 Timeouts(*self.s.oauth_timeouts()),
+                self.session,
             )
         except PortalError as exc:
             if exc.code == "NETWORK_ERROR":
@@ -202,7 +209,7 @@ class Refresher:
         refused: str,
     ) -> Refresh:
         """Store the new pair (and the endpoints that passed the checks); announce it."""
-        adopted = adopt(self.s, answer)
+        adopted = self.trust.adopt(answer)
         expires_in = answer.get("expires_in", 3600)
         expires_at = int(server_time(self.redis)) + (
             expires_in if isinstance(expires_in, int) else 3600

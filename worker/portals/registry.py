@@ -11,8 +11,8 @@ from redis.typing import EncodableT
 from worker.errors import PortalError
 from worker.flush.policy import Outcome
 from worker.ingest.validation import Registration
-from worker.net import guard as netguard
-from worker.net.endpoints import server_endpoint_problem
+from worker.net.guard import new_session, refusal
+from worker.net.trust import Resolver
 from worker.ops.parking import PORTAL_FIELDS, connector_fields
 from worker.portals.crypto import KeyMissing, cipher
 from worker.portals.refresh import Refresh, Refresher
@@ -30,24 +30,42 @@ def _nothing(*_: object, **__: object) -> None:
 
 
 class PortalStore:
-    def __init__(self, redis: Redis, settings: Settings, send_task: SendTask = _nothing) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        send_task: SendTask = _nothing,
+        resolver: Resolver | None = None,
+    ) -> None:
+        """`resolver`: how host names are resolved (None: the system's; tests inject theirs)."""
         self.redis = redis
         self.s = settings
         self.keys = Keys(settings.key_prefix)
         self._move = script(redis, "move_endpoint")
+        #: the rules on where tokens and the app's secret may go (worker/net/trust.py)
+        self.trust = settings.trust()
+        #: the calls to portals: every request and connection passes the portal policy (no host
+        #: trusted, not even the operator's OAuth host)
+        self.policy = self.trust.portal_policy(resolver)
+        self.session = new_session(self.policy)
         #: tokens are sealed before they are stored and opened after they are read (at rest)
         self.cipher = cipher(settings.token_key_list)
-        self._refresher = Refresher(redis, settings, self.cipher, self.open_token, send_task)
-        # every connection of this process that can carry a token (the flush's call, a refresh)
-        # passes these settings' network policy
-        netguard.configure(netguard.Policy.build(settings.endpoint_networks, [settings.oauth_url]))
+        oauth = new_session(self.trust.oauth_policy(resolver))  # the refresh's only
+        self._refresher = Refresher(
+            redis, settings, self.cipher, self.open_token, send_task, session=oauth
+        )
 
     def open_token(self, stored: str) -> str:
-        """A stored token, decrypted. Raises PortalError (TRANSIENT) when a key is missing."""
+        """A stored token, decrypted. Raises PortalError (KEY_MISSING) when this worker lacks the
+        key it was sealed with: the flush is deferred, and flows once a worker with it takes it."""
         try:
             return self.cipher.open(stored)
         except KeyMissing as exc:
-            raise PortalError(Outcome.TRANSIENT, "TOKEN_KEY_MISSING", str(exc)) from None
+            raise PortalError(Outcome.KEY_MISSING, "TOKEN_KEY_MISSING", str(exc)) from None
+
+    def key_waits(self, member_id: str) -> int:
+        """The portal's flushes in a row deferred for a missing token key (their backoff)."""
+        return int(self.redis.hget(self.keys.portal(member_id), "key_waits") or 0)
 
     def register(self, reg: Registration) -> str | None:
         """Store or replace a portal's tokens and lift every parking (new tokens, new chance).
@@ -58,7 +76,7 @@ class PortalStore:
         now = server_time(self.redis)
         refusal = None
         if reg.server_endpoint and not self.s.oauth_url:
-            refusal = server_endpoint_problem(self.s, reg.server_endpoint)
+            refusal = self.trust.server_endpoint_problem(reg.server_endpoint)
         fields: dict[EncodableT, EncodableT] = {
             "member_id": reg.member_id,
             "domain": reg.domain,
@@ -73,6 +91,7 @@ class PortalStore:
             if getattr(reg, name) is not None:
                 fields[name] = getattr(reg, name)
         lifted = ["throttles", "refused_refreshed", "token_requested", "refresh_lost", "probe"]
+        lifted.append("key_waits")  # tokens sealed anew, with this worker's newest key
         lifted += [*PORTAL_FIELDS, *connector_fields(self.redis, self.keys, reg.member_id)]
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(key, *lifted)
@@ -104,7 +123,13 @@ class PortalStore:
         return refusal
 
     def move(self, member_id: str, old_endpoint: str, new_endpoint: str) -> bool:
-        """Store a moved portal's new REST address, only if nobody changed it since."""
+        """Store a moved portal's new REST address, only if nobody changed it since.
+
+        The address is judged as a connection to it would be (its host resolved now) BEFORE it
+        is stored: a refused one raises PortalError (UNSAFE_REDIRECT) and nothing is stored."""
+        why = refusal(self.policy, new_endpoint)
+        if why:
+            raise PortalError(Outcome.DENIED, "UNSAFE_REDIRECT", f"redirect target {why}"[:300])
         return bool(
             self._move(
                 {"portal_key": self.keys.portal(member_id)},

@@ -193,6 +193,7 @@ class Buffer:
         code: str = "",
         description: str = "",
         operating_reset_at: float | None = None,
+        counts_key_wait: bool = False,
     ) -> Settled:
         """End a group's part of a flush with the policy's action; its items go, or go back,
         atomically."""
@@ -219,6 +220,7 @@ class Buffer:
                 "sent_ids_json": json.dumps(lease.ids),
                 "operating_reset_at": "" if operating_reset_at is None else operating_reset_at,
                 "dedup_window_s": s.dedup_window_s,
+                "counts_key_wait": int(counts_key_wait),
             },
         )
         return Settled(int(reply["settled"]), _trigger(task_id, reply["trigger"]))

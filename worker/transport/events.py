@@ -1,12 +1,12 @@
 """Task events without secrets: what the worker's events (and so Flower) show of a task's
-arguments is masked by the same redaction as the logs (worker/ops/logs.py)."""
+arguments is masked by the one redaction (worker/ops/redaction.py), as the logs are."""
 
 from __future__ import annotations
 
 from celery import Task
 from celery.worker.request import Request
 
-from worker.ops.logs import redact
+from worker.ops.redaction import redact
 
 
 class RedactedRequest(Request):

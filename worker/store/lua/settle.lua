@@ -39,6 +39,9 @@ local grace_s = tonumber(ARGV[16])
 local sent_ids_json = ARGV[17]
 local operating_reset_at = ARGV[18]
 local dedup_window_s = tonumber(ARGV[19])
+-- a flush deferred because this worker lacks the key of the portal's tokens: the portal's own
+-- count (its backoff), never a failure
+local counts_key_wait = ARGV[20] == '1'
 
 local now = now_s()
 local mine = redis.call('GET', lease_key) == lease_id
@@ -98,7 +101,7 @@ if action == DELIVERED or action == DEAD_LETTER then
   redis.call('HDEL', meta_key, 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
              'not_before')
   if action == DELIVERED and portal_exists then
-    redis.call('HDEL', portal_key, 'throttles', 'refused_refreshed')
+    redis.call('HDEL', portal_key, 'throttles', 'refused_refreshed', 'key_waits')
     if redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
       -- the closed portal answered: open again, every group due now
       redis.call('HDEL', portal_key, 'blocked_until', 'block_reason', 'block_description',
@@ -118,6 +121,10 @@ else
     redis.call('DEL', leased_key)
   end
   if counts_failure then redis.call('HINCRBY', meta_key, 'failures', 1) end
+  if counts_key_wait then
+    if portal_exists then redis.call('HINCRBY', portal_key, 'key_waits', 1) end
+    redis.call('HINCRBY', stats_key, 'token_key_missing', 1)
+  end
   if action == PARK_CONNECTOR and portal_exists then
     redis.call('HSET', portal_key, connector_park_field(group_id), cjson.encode({
       reason = code, description = description, at = now}))

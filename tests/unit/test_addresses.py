@@ -1,12 +1,15 @@
-"""The network policy as pure rules: which addresses may receive a token, and the URL rule."""
+"""The address classes and the URL rule, as pure rules (worker/net/addresses.py, trust.py)."""
 
 from __future__ import annotations
 
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from worker.net.addresses import check_url, classify, parse_networks
+from worker.net.addresses import classify, parse_networks
+from worker.net.trust import url_problem
 
 ALL = frozenset({"public", "private", "loopback"})
 DEV = frozenset({"public", "loopback"})
@@ -44,6 +47,13 @@ PUBLIC = frozenset({"public"})
         ("192.0.2.10", "forbidden"),  # documentation
         ("64:ff9b::a00:1", "forbidden"),  # NAT64 of 10.0.0.1
         ("2002:a00:1::1", "forbidden"),  # 6to4 of 10.0.0.1
+        ("::ffff:0:0", "forbidden"),  # IPv4-mapped 0.0.0.0
+        ("::ffff:169.254.169.254", "forbidden"),  # IPv4-mapped metadata
+        ("::ffff:0:a00:1", "forbidden"),  # SIIT IPv4-translated 10.0.0.1
+        ("::ffff:0:808:808", "forbidden"),  # ... and 8.8.8.8: a translator decides
+        ("3fff::1", "forbidden"),  # documentation, RFC 9637
+        ("3fff:fff:ffff::1", "forbidden"),  # the end of 3fff::/20
+        ("3fff:1000::1", "public"),  # just past it
     ],
 )
 def test_every_address_has_one_class(address: str, kind: str) -> None:
@@ -80,8 +90,29 @@ def test_networks_parse_and_reject_unknown_names() -> None:
     ],
 )
 def test_the_url_rule(url: str, networks: frozenset[str], problem: str | None) -> None:
-    found = check_url(url, networks)
+    found = url_problem(url, networks)
     if problem is None:
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_an_ipv4_mapped_address_is_in_the_class_of_the_address_it_carries(raw: int) -> None:
+    """::ffff:a.b.c.d (::ffff:0:0/96) is a.b.c.d on the wire: never public unless a.b.c.d is."""
+    v4 = ipaddress.IPv4Address(raw)
+    mapped = ipaddress.IPv6Address(f"::ffff:{v4}")
+    assert classify(mapped) == classify(v4)
+
+
+@given(st.integers(min_value=0, max_value=2**108 - 1))
+def test_the_ipv6_documentation_range_is_never_public(low: int) -> None:
+    """3fff::/20 (RFC 9637) is documentation: no endpoint lives there."""
+    address = ipaddress.IPv6Address((0x3FFF << 112) | low)
+    assert classify(address) == "forbidden"
+
+
+@given(st.text(max_size=200), st.sampled_from([ALL, DEV, PUBLIC]))
+def test_the_url_rule_answers_any_text(url: str, networks: frozenset[str]) -> None:
+    found = url_problem(url, networks)
+    assert found is None or isinstance(found, str)
