@@ -35,6 +35,8 @@ class _Server(ThreadingHTTPServer):
         self.oauth_index = oauth_index
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
+        #: set when the server stops: a dripping answer ends then
+        self.closing = threading.Event()
         super().__init__(addr, _Handler)
 
     @property
@@ -105,7 +107,19 @@ class _Handler(BaseHTTPRequestHandler):
             + ("Connection: close\r\n" if self.close_connection else "")
             + "\r\n"
         )
-        self.wfile.write(head.encode("latin-1") + reply.body)
+        if reply.drip_s <= 0:
+            self.wfile.write(head.encode("latin-1") + reply.body)
+            return
+        self.wfile.write(head.encode("latin-1"))  # an adversary's drip (b24sim/hostile.py)
+        for i in range(len(reply.body)):
+            self.wfile.flush()
+            if self.server.closing.wait(reply.drip_s):
+                return
+            try:
+                self.wfile.write(reply.body[i : i + 1])
+            except OSError:  # the caller gave up
+                self.close_connection = True
+                return
 
 
 def route(server: _Server, verb: str, path: str, query: str, body: bytes, ctype: str) -> Reply:
@@ -206,6 +220,7 @@ class Simulator(SimCore):
         self._server = None
         listeners, self._listeners = self._listeners, []
         for server, thread in listeners:
+            server.closing.set()
             server.shutdown()
             server.close_connections()
             server.server_close()

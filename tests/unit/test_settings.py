@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.harness import ROOT, run_python
@@ -88,7 +90,45 @@ def test_cross_field_rules() -> None:
 def test_the_lease_no_longer_needs_to_outlive_the_call() -> None:
     # renewed while the call runs: a 5 s lease with the platform's full 60 s call is valid
     s = Settings.from_env({"DELIVERY_LEASE_TTL_S": "5", "DELIVERY_HTTP_READ_TIMEOUT_S": "65"})
-    assert s.lease_ttl_s == 5 and s.task_time_limit_s == 5 + 65 + 60 + 40
+    assert s.lease_ttl_s == 5 and s.task_time_limit_s == 2 * 65 + 60 + 40
+
+
+def test_the_answer_limits_have_safe_defaults_and_nest() -> None:
+    s = Settings.from_env({})
+    assert s.http_max_answer_bytes == 256 * 1024 <= 1024 * 1024
+    assert 60 < s.http_total_timeout_s <= 70  # a little over the platform's 60 s
+    assert 1 <= s.max_bad_answers < s.max_attempts
+    # the task's hard limit grows with the total deadline (two calls: a redirect followed)
+    longer = Settings.from_env({"DELIVERY_HTTP_TOTAL_TIMEOUT_S": "80"})
+    assert longer.task_time_limit_s == s.task_time_limit_s + 2 * 15
+    with pytest.raises(SettingsError, match="DELIVERY_MAX_BAD_ANSWERS must be lower"):
+        Settings.from_env({"DELIVERY_MAX_BAD_ANSWERS": "8"})
+    with pytest.raises(SettingsError, match="DELIVERY_HTTP_TOTAL_TIMEOUT_S must exceed"):
+        Settings.from_env({"DELIVERY_HTTP_TOTAL_TIMEOUT_S": "4"})
+    with pytest.raises(SettingsError, match="DELIVERY_HTTP_MAX_ANSWER_BYTES='2000000' is invalid"):
+        Settings.from_env({"DELIVERY_HTTP_MAX_ANSWER_BYTES": "2000000"})
+
+
+def _grace_s(path: str, pattern: str) -> float:
+    found = re.search(pattern, (ROOT / path).read_text(), re.MULTILINE)
+    assert found, f"{path}: no {pattern!r}"
+    return float(found.group(1))
+
+
+def test_every_stop_grace_outlasts_the_task_hard_limit_the_settings_compute() -> None:
+    """Celery's warm shutdown lets a running task finish; a grace shorter than the task's hard
+    limit would kill a call (and maybe a refresh whose answer is then lost) half-way."""
+    hard_s = Settings.from_env({}).task_time_limit_s
+    graces = {
+        "docker-compose.yml": _grace_s(
+            "docker-compose.yml", r"^\s*stop_grace_period:\s*(\d+)s\s*$"
+        ),
+        "deploy/kubernetes/worker.yaml": _grace_s(
+            "deploy/kubernetes/worker.yaml", r"^\s*terminationGracePeriodSeconds:\s*(\d+)\s*$"
+        ),
+    }
+    for where, grace in graces.items():
+        assert grace > hard_s, f"{where}: a grace of {grace:g} s is shorter than {hard_s:g} s"
 
 
 def test_broker_url_selects_the_broker() -> None:

@@ -44,6 +44,9 @@ class Outcome(enum.Enum):
     NOT_PACKABLE = "not_packable"
     #: inside `batch` only: the command was beyond the platform's 50; sent again, not a failure
     RESEND = "resend"
+    #: an answer that breaks the rules (too large, too slow, unreadable, not an object, or a
+    #: crash judging it): the portal's fault, counted on the portal (worker/net/answer.py)
+    BAD_ANSWER = "bad_answer"
 
 
 #: REST answers (docs/bitrix24.md): every code documented for the method and for any method, plus
@@ -131,7 +134,31 @@ OWN_CODES: dict[str, tuple[Outcome, str]] = {
         Outcome.AUTH_BROKEN,
         "token_owner producer: the token expired, fresh tokens were requested",
     ),
+    "REDIRECTED_AGAIN": (Outcome.TRANSIENT, "the address a redirect named redirected too"),
+    # answers that break the rules (worker/net/answer.py): the portal's fault
+    "ANSWER_TOO_LARGE": (
+        Outcome.BAD_ANSWER,
+        "the answer held more than DELIVERY_HTTP_MAX_ANSWER_BYTES, on the wire or decoded",
+    ),
+    "ANSWER_TOO_SLOW": (
+        Outcome.BAD_ANSWER,
+        "the answer was not complete within the call's total deadline "
+        "(DELIVERY_HTTP_TOTAL_TIMEOUT_S, DELIVERY_OAUTH_TIMEOUT_S for a refresh)",
+    ),
+    "ANSWER_MALFORMED": (
+        Outcome.BAD_ANSWER,
+        "an HTTP 200 that is not JSON, JSON that is not an object, or JSON nested too deep",
+    ),
+    "ANSWER_ENCODING": (
+        Outcome.BAD_ANSWER,
+        "a Content-Encoding other than gzip or deflate, or a compressed body that is unreadable",
+    ),
+    "ANSWER_UNJUDGED": (Outcome.BAD_ANSWER, "judging the answer raised an exception"),
 }
+
+#: the label every error code outside the tables is counted under (counters, metric labels):
+#: a portal never chooses how many series the fleet keeps; logs and dead letters keep the code
+OTHER_CODE = "OTHER"
 
 _REST = {code.casefold(): code for code in REST_CODES}
 _OAUTH = {code.casefold(): code for code in OAUTH_CODES}
@@ -142,6 +169,15 @@ def canonical(code: str, *, oauth: bool = False) -> str:
     """The code as the tables spell it (codes are matched ignoring case, as the SDKs do)."""
     folded = code.casefold()
     return (_OAUTH if oauth else _REST).get(folded) or _REST.get(folded) or code
+
+
+def counted_code(code: str) -> str:
+    """`code` as counters and metric labels name it: its canonical spelling when a table holds
+    it, else OTHER_CODE."""
+    name = canonical(code)
+    if name in REST_CODES or name in OWN_CODES:
+        return name
+    return _OAUTH.get(code.casefold(), OTHER_CODE)
 
 
 def classify(http_status: int | None, code: str, *, oauth: bool = False) -> Outcome:
@@ -219,6 +255,8 @@ def compute_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Rando
 
 
 _PARKED = float("inf")
+#: the longest wait a portal's `operating_reset_at` may ask for (the platform's window is 10 min)
+MAX_RESET_WAIT_S = 3600.0
 #: outcomes whose decision depends on nothing but the outcome
 _FIXED = {
     Outcome.DONE: Decision(Action.DELIVERED),
@@ -289,7 +327,8 @@ def decide(
         return Decision(Action.RETRY, delay, portal_wide=True, drain_budget=True)
     if outcome is Outcome.OPERATION_LIMIT:
         wait = reset_at - now if reset_at and reset_at > now else backoff.operation_limit_wait_s
-        return Decision(Action.RETRY, wait, portal_wide=True)
+        # the reset time is the portal's advice: never more than an hour ahead
+        return Decision(Action.RETRY, min(wait, MAX_RESET_WAIT_S), portal_wide=True)
     if outcome is Outcome.UNREACHABLE:
         # the portal's side: every group of it waits, the count grows, no attempt limit
         delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)

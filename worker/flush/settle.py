@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from worker.errors import PortalError
+from worker.flush.call import reset_at_of
 from worker.flush.policy import Backoff, Decision, Outcome, decide
 from worker.flush.request import Answers, Reply, Sent
 from worker.portals.registry import Refresh
@@ -88,12 +89,8 @@ def _one(rt: Runtime, lease: Lease, reply: Reply, refreshed: Refreshed | None) -
 
 
 def delivered(rt: Runtime, lease: Lease, time_block: dict[str, Any]) -> Action:
-    reset_at = time_block.get("operating_reset_at")
-    settled = rt.buffer.settle(
-        lease,
-        Action.DELIVERED,
-        operating_reset_at=float(reset_at) if isinstance(reset_at, int | float) else None,
-    )
+    # the time block is advice: a reset time that is no sane Unix time is not kept
+    settled = rt.buffer.settle(lease, Action.DELIVERED, operating_reset_at=reset_at_of(time_block))
     rt.send_flush(lease.group, settled.trigger)
     log.info("batch delivered", delivered=settled.settled)
     return Action.DELIVERED

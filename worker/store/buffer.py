@@ -16,6 +16,7 @@ from typing import Any
 
 from redis import Redis
 
+from worker.flush.policy import counted_code
 from worker.settings import Settings
 from worker.store.clock import server_time
 from worker.store.keys import Group, Keys, text
@@ -301,19 +302,21 @@ class Buffer:
         self.redis.hincrby(self.keys.stats, counter, amount)
 
     def count_codes(self, codes: Sequence[str]) -> None:
-        """Portal error codes answered inside a `batch` answer, one count each."""
+        """Portal error codes answered inside a `batch` answer, one count each (as count_call
+        counts them)."""
         pipe = self.redis.pipeline(transaction=False)
         for code in codes:
-            pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
+            pipe.hincrby(self.keys.stats, f"api_error:{counted_code(code)}", 1)
         pipe.execute()
 
     def count_call(self, outcome: str, code: str | None = None) -> None:
         """One call made to a portal, by its outcome (the value of the policy's `Outcome`) and
-        the portal's error code."""
+        the portal's error code. Codes are counted under a known name or OTHER (a portal never
+        adds a field or a metric series); logs and dead letters keep them verbatim."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(self.keys.stats, f"calls:{outcome}", 1)
         if code:
-            pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
+            pipe.hincrby(self.keys.stats, f"api_error:{counted_code(code)}", 1)
         pipe.execute()
 
     def server_time(self) -> float:
