@@ -48,6 +48,8 @@ def check_kind(kind: str | None) -> str | None:
         return None
     if kind not in KINDS:
         raise ValueError(f"unknown hostile kind {kind!r}; one of {', '.join(KINDS)}")
+    if kind == "gzip_bomb":
+        gzip_bomb()  # packed once (about a second), before the first call waits for it
     return kind
 
 

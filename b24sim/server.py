@@ -108,7 +108,10 @@ class _Handler(BaseHTTPRequestHandler):
             + "\r\n"
         )
         if reply.drip_s <= 0:
-            self.wfile.write(head.encode("latin-1") + reply.body)
+            try:
+                self.wfile.write(head.encode("latin-1") + reply.body)
+            except OSError:  # the caller gave up (a bomb it refused half-read)
+                self.close_connection = True
             return
         self.wfile.write(head.encode("latin-1"))  # an adversary's drip (b24sim/hostile.py)
         for i in range(len(reply.body)):
