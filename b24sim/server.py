@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +39,13 @@ class _Server(ThreadingHTTPServer):
         #: set when the server stops: a dripping answer ends then
         self.closing = threading.Event()
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that hung up (as the worker does on a hostile answer it refuses) is no
+        error of the simulator's; anything else is printed as socketserver does."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:

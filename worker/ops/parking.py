@@ -137,7 +137,9 @@ def unpark(redis: Redis, keys: Keys, portal: str, connector: str | None = None) 
     if not redis.exists(key):
         return 0
     if connector is None:
-        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe", "throttles")
+        # the operator's word clears the portal's rule-breaking answers too (portal.register,
+        # which a hostile portal can send, keeps them: one more parks it again at once)
+        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe", "throttles", "bad_answers")
     else:
         redis.hdel(key, connector_field(connector))
     groups = _groups(redis, keys, portal, connector)
