@@ -86,7 +86,8 @@ class Settings:
     #: are a few hundred bytes, a 50-command batch's about 15 KiB); more is a counted failure
     http_max_answer_bytes: int = 256 * 1024
     #: rule-breaking answers in a row (too large, too slow, unreadable, a crash judging it)
-    #: before the portal is parked, its confirmations kept
+    #: before the portal is parked, its confirmations kept (they never count towards
+    #: DELIVERY_MAX_ATTEMPTS, so they are never dead-lettered for it)
     max_bad_answers: int = 3
     #: a flush's claim on its group; renewed every third of it while the HTTP call runs
     lease_ttl_s: float = 5.0
