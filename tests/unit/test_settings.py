@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.harness import ROOT, run_python
@@ -107,28 +105,6 @@ def test_the_answer_limits_have_safe_defaults_and_nest() -> None:
         Settings.from_env({"DELIVERY_HTTP_TOTAL_TIMEOUT_S": "4"})
     with pytest.raises(SettingsError, match="DELIVERY_HTTP_MAX_ANSWER_BYTES='2000000' is invalid"):
         Settings.from_env({"DELIVERY_HTTP_MAX_ANSWER_BYTES": "2000000"})
-
-
-def _grace_s(path: str, pattern: str) -> float:
-    found = re.search(pattern, (ROOT / path).read_text(), re.MULTILINE)
-    assert found, f"{path}: no {pattern!r}"
-    return float(found.group(1))
-
-
-def test_every_stop_grace_outlasts_the_task_hard_limit_the_settings_compute() -> None:
-    """Celery's warm shutdown lets a running task finish; a grace shorter than the task's hard
-    limit would kill a call (and maybe a refresh whose answer is then lost) half-way."""
-    hard_s = Settings.from_env({}).task_time_limit_s
-    graces = {
-        "docker-compose.yml": _grace_s(
-            "docker-compose.yml", r"^\s*stop_grace_period:\s*(\d+)s\s*$"
-        ),
-        "deploy/kubernetes/worker.yaml": _grace_s(
-            "deploy/kubernetes/worker.yaml", r"^\s*terminationGracePeriodSeconds:\s*(\d+)\s*$"
-        ),
-    }
-    for where, grace in graces.items():
-        assert grace > hard_s, f"{where}: a grace of {grace:g} s is shorter than {hard_s:g} s"
 
 
 def test_broker_url_selects_the_broker() -> None:
