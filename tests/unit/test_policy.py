@@ -332,7 +332,20 @@ def test_answers_that_break_the_rules_have_their_own_row_and_count() -> None:
     for code in ("ANSWER_TOO_LARGE", "ANSWER_TOO_SLOW", "ANSWER_MALFORMED", "ANSWER_ENCODING"):
         assert classify(200, code) is Outcome.BAD_ANSWER, code
     d = decide(Outcome.BAD_ANSWER, failures=0, age_s=1.0, backoff=BACKOFF, now=0)
-    assert d.action is Action.RETRY and d.counts_failure
+    assert d.action is Action.RETRY and d.bad_answer and d.portal_wide
+    assert not d.counts_failure, "counted on the portal, never towards a dead letter"
+    assert 0.5 <= d.delay_s <= 1.0
+
+
+def test_bad_answers_in_a_row_park_the_portal_with_its_items_kept() -> None:
+    assert BACKOFF.max_bad_answers == 3
+    second = decide(
+        Outcome.BAD_ANSWER, failures=7, bad_answers=1, age_s=1e9, backoff=BACKOFF, now=0
+    )
+    assert second.action is Action.RETRY, "neither old items nor failures dead-letter it"
+    third = decide(Outcome.BAD_ANSWER, failures=0, bad_answers=2, age_s=1.0, backoff=BACKOFF, now=0)
+    assert (third.action, third.delay_s, third.portal_wide) == (Action.PARK, float("inf"), True)
+    assert third.bad_answer
 
 
 def test_counters_and_labels_name_known_codes_or_other() -> None:

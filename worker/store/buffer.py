@@ -191,6 +191,7 @@ class Buffer:
         portal_wide: bool = False,
         drain_budget: bool = False,
         counts_failure: bool = False,
+        bad_answer: bool = False,
         code: str = "",
         description: str = "",
         operating_reset_at: float | None = None,
@@ -222,6 +223,7 @@ class Buffer:
                 "operating_reset_at": "" if operating_reset_at is None else operating_reset_at,
                 "dedup_window_s": s.dedup_window_s,
                 "counts_key_wait": int(counts_key_wait),
+                "bad_answer": int(bad_answer),
             },
         )
         return Settled(int(reply["settled"]), _trigger(task_id, reply["trigger"]))
