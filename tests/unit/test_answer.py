@@ -35,6 +35,7 @@ from worker.net.answer import (
     judge,
     parse,
 )
+from worker.net.trust import Policy
 
 CAP = 64 * 1024
 
@@ -223,15 +224,12 @@ class RawServer:
 
 @pytest.fixture(scope="module")
 def raw_server() -> Iterator[RawServer]:
-    previous = guard._policy
-    guard.configure(guard.Policy.build(["public", "loopback"]))
     server = RawServer()
     try:
         yield server
     finally:
         server.stop.set()
         server.sock.close()
-        guard.configure(previous)
 
 
 def _head(status: int, headers: dict[str, str], body: bytes, length: int | None = None) -> bytes:
@@ -241,10 +239,13 @@ def _head(status: int, headers: dict[str, str], body: bytes, length: int | None 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+#: a session that may reach loopback, as the tests' settings allow
+SESSION = guard.new_session(Policy(frozenset({"public", "loopback"})))
+
+
 def _fetch(server: RawServer, total_s: float = 5.0, cap: int = CAP) -> object:
-    return fetch(
-        "POST", f"http://127.0.0.1:{server.port}/rest/m", Timeouts(2.0, 5.0, total_s, cap), json={}
-    )
+    url = f"http://127.0.0.1:{server.port}/rest/m"
+    return fetch("POST", url, Timeouts(2.0, 5.0, total_s, cap), SESSION, json={})
 
 
 def test_fetch_reads_a_gzip_answer_and_refuses_a_bomb(raw_server: RawServer) -> None:
