@@ -69,6 +69,9 @@ def _actions(sim: SimCore, data: dict[str, Any]) -> dict[tuple[str, str], Callab
         ("POST", "oauth_delay"): lambda: _ok(
             lambda: sim.set_oauth_delay(float(data["delay_s"]), int(data.get("server", 0)))
         ),
+        ("POST", "hostile"): lambda: _ok(
+            lambda: sim.set_hostile(str(portal), data.get("kind") or None)
+        ),
         ("POST", "refuse_in_batch"): lambda: _ok(
             lambda: sim.refuse_in_batch(
                 str(portal), data.get("error", "ERROR_BATCH_METHOD_NOT_ALLOWED")

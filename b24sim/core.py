@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from .faults import Fault, FaultBook
+from .hostile import check_kind
 from .oauth import OAuthEndpoint, OAuthServer
 from .portal import Accepted, Credentials, PortalConfig, PortalState
 from .records import CallRecord, Recorder, RefreshRecord
@@ -189,6 +190,10 @@ class SimCore(RestEndpoint, OAuthEndpoint):
     ) -> None:
         """The portal's ``batch`` answers ``error`` for each imconnector command (None: allow)."""
         self._portal(member_id).config.batch_refuse = error
+
+    def set_hostile(self, member_id: str, kind: str | None) -> None:
+        """Make the portal answer as an adversary would (b24sim/hostile.py); None: honest."""
+        self._portal(member_id).config.hostile = check_kind(kind)
 
     # -- faults
     def inject(self, fault: Fault) -> int:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .bucket import LeakyBucket
+from .hostile import check_kind
 from .operating import OperatingMeter
 from .validate import real_connector_id
 
@@ -33,6 +34,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "refreshes",
     "refresh_failures",
     "invalid_grant",
+    "hostile_answers",  # answers of a hostile kind (b24sim/hostile.py: an adversary, no platform)
 )
 
 
@@ -73,8 +75,11 @@ class PortalConfig:
     scope: str = "imopenlines"
     user_id: int = 1
     status: str = "L"
+    #: an adversary's answers instead of a portal's (b24sim/hostile.py KINDS); None: honest
+    hostile: str | None = None
 
     def __post_init__(self) -> None:
+        self.hostile = check_kind(self.hostile)
         if not self.member_id or "/" in self.member_id or self.member_id.startswith("_"):
             raise ValueError("member_id must be non-empty, without '/', not starting with '_'")
         if not self.domain:

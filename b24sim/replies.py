@@ -20,6 +20,8 @@ class Reply:
     drop: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # the error code of an error body, for the call log
+    #: seconds between two bytes of the body (0: all at once): a hostile portal's drip
+    drip_s: float = 0.0
 
     @property
     def outcome(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .batch import run_batch
 from .faults import FaultBook
+from .hostile import REPLACING, hostile_reply, tamper
 from .portal import Accepted, PortalState
 from .records import CallRecord, Recorder
 from .replies import MethodResult, Reply, error_reply, fault_reply, method_error, time_block
@@ -59,6 +60,9 @@ class RestEndpoint:
                 reply = run_batch(self, p, params, t0)
             elif method == METHOD:
                 reply = self.run_method(p, method, params, t0).reply()
+                if p.config.hostile == "bad_numbers" and reply.status == 200:
+                    self._count(p, "hostile_answers")
+                    reply = tamper(reply)
             else:
                 reply = error_reply("ERROR_METHOD_NOT_FOUND")
         mine = check.member_id == member_id
@@ -114,6 +118,9 @@ class RestEndpoint:
             if faulted.error == "SUCCESS_FALSE":
                 self._count(p, "success_false")
             return faulted
+        if p.config.hostile in REPLACING:
+            self._count(p, "hostile_answers")
+            return hostile_reply(p.config.hostile or "")
         if webhook_path:
             self._count(p, "wrong_auth_type_403")
             return error_reply("WRONG_AUTH_TYPE")

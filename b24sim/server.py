@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,7 +36,16 @@ class _Server(ThreadingHTTPServer):
         self.oauth_index = oauth_index
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
+        #: set when the server stops: a dripping answer ends then
+        self.closing = threading.Event()
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that hung up (as the worker does on a hostile answer it refuses) is no
+        error of the simulator's; anything else is printed as socketserver does."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:
@@ -105,7 +115,22 @@ class _Handler(BaseHTTPRequestHandler):
             + ("Connection: close\r\n" if self.close_connection else "")
             + "\r\n"
         )
-        self.wfile.write(head.encode("latin-1") + reply.body)
+        if reply.drip_s <= 0:
+            try:
+                self.wfile.write(head.encode("latin-1") + reply.body)
+            except OSError:  # the caller gave up (a bomb it refused half-read)
+                self.close_connection = True
+            return
+        self.wfile.write(head.encode("latin-1"))  # an adversary's drip (b24sim/hostile.py)
+        for i in range(len(reply.body)):
+            self.wfile.flush()
+            if self.server.closing.wait(reply.drip_s):
+                return
+            try:
+                self.wfile.write(reply.body[i : i + 1])
+            except OSError:  # the caller gave up
+                self.close_connection = True
+                return
 
 
 def route(server: _Server, verb: str, path: str, query: str, body: bytes, ctype: str) -> Reply:
@@ -206,6 +231,7 @@ class Simulator(SimCore):
         self._server = None
         listeners, self._listeners = self._listeners, []
         for server, thread in listeners:
+            server.closing.set()
             server.shutdown()
             server.close_connections()
             server.server_close()

@@ -76,11 +76,23 @@ class Settings:
     operation_limit_wait_s: float = 60.0
     #: connect limit of a call to a portal
     http_connect_timeout_s: float = 5.0
-    #: Bitrix24 ends a request at 60 s: a shorter read timeout abandons calls that may succeed
+    #: one read of an answer (Bitrix24 ends a request at 60 s: shorter abandons calls that may
+    #: succeed); the whole call is bounded by DELIVERY_HTTP_TOTAL_TIMEOUT_S
     http_read_timeout_s: float = 65.0
+    #: connect to last byte of one call to a portal, whatever the pace of the bytes: a little
+    #: over the platform's 60 s
+    http_total_timeout_s: float = 65.0
+    #: the most a portal's or OAuth server's answer may hold, on the wire and decoded (answers
+    #: are a few hundred bytes, a 50-command batch's about 15 KiB); more is a counted failure
+    http_max_answer_bytes: int = 256 * 1024
+    #: rule-breaking answers in a row (too large, too slow, unreadable, a crash judging it)
+    #: before the portal is parked, its confirmations kept (they never count towards
+    #: DELIVERY_MAX_ATTEMPTS, so they are never dead-lettered for it)
+    max_bad_answers: int = 3
     #: a flush's claim on its group; renewed every third of it while the HTTP call runs
     lease_ttl_s: float = 5.0
-    #: connect + read limit of a token refresh
+    #: total deadline of a token refresh, connect to last byte; the refresh lock and the
+    #: "refresh still out" marker outlive it
     oauth_timeout_s: float = 60.0
     #: the fleet-wide refresh lock; outlives the refresh call (by REFRESH_LOCK_MARGIN)
     refresh_lock_ttl_s: float = 90.0
@@ -177,20 +189,7 @@ class Settings:
                 parse(str(value))
             except (ValueError, TypeError):
                 raise SettingsError(f"{_shown(field.name, value)} is invalid: {rule}") from None
-        if self.visibility_timeout_s <= self.task_time_limit_s + self.max_countdown_s:
-            raise SettingsError(
-                f"DELIVERY_VISIBILITY_TIMEOUT_S must exceed a task's time limit "
-                f"({self.task_time_limit_s:g} s: DELIVERY_HTTP_CONNECT_TIMEOUT_S + "
-                "DELIVERY_HTTP_READ_TIMEOUT_S + DELIVERY_OAUTH_TIMEOUT_S + 40 s, at least 120 s) "
-                "+ DELIVERY_MAX_COUNTDOWN_S, "
-                "or Celery would redeliver tasks still running"
-            )
-        if self.refresh_lock_ttl_s < REFRESH_LOCK_MARGIN * self.oauth_timeout_s:
-            raise SettingsError(
-                f"DELIVERY_REFRESH_LOCK_TTL_S must be at least {REFRESH_LOCK_MARGIN} x "
-                "DELIVERY_OAUTH_TIMEOUT_S, or a second process could spend the same refresh token "
-                "while the first one's refresh is still under way"
-            )
+        self._check_time_limits()
         if self.redis_url.startswith("sentinel://") and not self.redis_sentinel_master:
             raise SettingsError(
                 "REDIS_SENTINEL_MASTER is required when REDIS_URL is a sentinel:// URL: "
@@ -209,6 +208,29 @@ class Settings:
         """The trust settings, as the rules of worker/net/trust.py read them."""
         return Trust(self.endpoint_networks, self.oauth_host_entries, self.oauth_url)
 
+    def _check_time_limits(self) -> None:
+        """The limits that must nest: a call within its task, a task within Celery's
+        redelivery, the refresh lock around the refresh."""
+        if self.visibility_timeout_s <= self.task_time_limit_s + self.max_countdown_s:
+            raise SettingsError(
+                f"DELIVERY_VISIBILITY_TIMEOUT_S must exceed a task's time limit "
+                f"({self.task_time_limit_s:g} s: 2 x DELIVERY_HTTP_TOTAL_TIMEOUT_S + "
+                "DELIVERY_OAUTH_TIMEOUT_S + 40 s, at least 120 s) "
+                "+ DELIVERY_MAX_COUNTDOWN_S, "
+                "or Celery would redeliver tasks still running"
+            )
+        if self.http_total_timeout_s <= self.http_connect_timeout_s:
+            raise SettingsError(
+                "DELIVERY_HTTP_TOTAL_TIMEOUT_S must exceed DELIVERY_HTTP_CONNECT_TIMEOUT_S: "
+                "the total deadline runs from the connect to the answer's last byte"
+            )
+        if self.refresh_lock_ttl_s < REFRESH_LOCK_MARGIN * self.oauth_timeout_s:
+            raise SettingsError(
+                f"DELIVERY_REFRESH_LOCK_TTL_S must be at least {REFRESH_LOCK_MARGIN} x "
+                "DELIVERY_OAUTH_TIMEOUT_S, or a second process could spend the same refresh token "
+                "while the first one's refresh is still under way"
+            )
+
     @property
     def loopback_allowed(self) -> bool:
         """http:// (and loopback addresses) allowed for endpoints: development and tests only."""
@@ -220,7 +242,8 @@ class Settings:
         return frozenset(_host_entry(e) for e in self.oauth_hosts.split(",") if e.strip())
 
     def oauth_timeouts(self) -> tuple[float, float]:
-        """(connect, read) of a refresh: together at most oauth_timeout_s."""
+        """(connect, read) of a refresh: together at most oauth_timeout_s, which is also the
+        refresh's total deadline (worker/net/deadline.py)."""
         connect = min(self.http_connect_timeout_s, self.oauth_timeout_s / 2)
         return connect, self.oauth_timeout_s - connect
 
@@ -235,10 +258,10 @@ class Settings:
 
     @property
     def task_time_limit_s(self) -> float:
-        """A task's hard time limit: one portal call, then one token refresh, each at its limit,
-        and a margin (the soft limit is 30 s earlier)."""
-        call = self.http_connect_timeout_s + self.http_read_timeout_s
-        return max(120.0, call + self.oauth_timeout_s + 40.0)
+        """A task's hard time limit: one portal call, the call that follows its redirect, then one
+        token refresh, each at its total deadline, and a margin (the soft limit is 30 s earlier).
+        Every stop grace of the deployment files outlasts it (tests/unit/test_settings.py)."""
+        return max(120.0, 2 * self.http_total_timeout_s + self.oauth_timeout_s + 40.0)
 
     def with_overrides(self, **changes: Any) -> Settings:
         new = dataclasses.replace(self, **changes)
@@ -441,6 +464,12 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "operation_limit_wait_s": (_number(float, 0.01, 3600), "seconds, from 0.01 to 3600"),
     "http_connect_timeout_s": (_number(float, 0.01, 60), "seconds, from 0.01 to 60"),
     "http_read_timeout_s": (_number(float, 0.01, 120), "seconds, from 0.01 to 120"),
+    "http_total_timeout_s": (_number(float, 0.02, 300), "seconds, from 0.02 to 300"),
+    "http_max_answer_bytes": (
+        _number(int, 1024, 1024 * 1024),
+        "bytes, an integer from 1024 to 1048576 (1 MiB)",
+    ),
+    "max_bad_answers": (_number(int, 1, 100), "an integer from 1 to 100"),
     "lease_ttl_s": (_number(float, 0.1, 3600), "seconds, from 0.1 to 3600"),
     "oauth_timeout_s": (_number(float, 0.02, 300), "seconds, from 0.02 to 300"),
     "refresh_lock_ttl_s": (_number(float, 0.1, 900), "seconds, from 0.1 to 900"),

@@ -8,9 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from worker.flush.call import reset_at_of
 from worker.flush.policy import (
     BATCH_ONLY,
+    MAX_RESET_WAIT_S,
     OAUTH_CODES,
+    OTHER_CODE,
     OWN_CODES,
     REST_CODES,
     Action,
@@ -21,6 +24,7 @@ from worker.flush.policy import (
     classify,
     classify_command,
     compute_backoff,
+    counted_code,
     decide,
 )
 
@@ -316,3 +320,44 @@ def test_application_not_found_parks_like_not_installed() -> None:
 def test_any_command_code_has_a_row(code: str) -> None:
     assert isinstance(classify_command(code), Outcome)
     assert isinstance(_decision(classify_command(code)), Decision)
+
+
+def test_a_reset_time_far_ahead_waits_an_hour_at_most() -> None:
+    # an OPERATION_TIME_LIMIT reset time of 1e17 must not park a portal for ever
+    assert _decide(Outcome.OPERATION_LIMIT, reset_at=1e17)[:2] == (Action.RETRY, MAX_RESET_WAIT_S)
+    assert MAX_RESET_WAIT_S == 3600.0
+
+
+def test_answers_that_break_the_rules_have_their_own_row_and_count() -> None:
+    for code in ("ANSWER_TOO_LARGE", "ANSWER_TOO_SLOW", "ANSWER_MALFORMED", "ANSWER_ENCODING"):
+        assert classify(200, code) is Outcome.BAD_ANSWER, code
+    d = decide(Outcome.BAD_ANSWER, failures=0, age_s=1.0, backoff=BACKOFF, now=0)
+    assert d.action is Action.RETRY and d.bad_answer and d.portal_wide
+    assert not d.counts_failure, "counted on the portal, never towards a dead letter"
+    assert 0.5 <= d.delay_s <= 1.0
+
+
+def test_bad_answers_in_a_row_park_the_portal_with_its_items_kept() -> None:
+    assert BACKOFF.max_bad_answers == 3
+    second = decide(
+        Outcome.BAD_ANSWER, failures=7, bad_answers=1, age_s=1e9, backoff=BACKOFF, now=0
+    )
+    assert second.action is Action.RETRY, "neither old items nor failures dead-letter it"
+    third = decide(Outcome.BAD_ANSWER, failures=0, bad_answers=2, age_s=1.0, backoff=BACKOFF, now=0)
+    assert (third.action, third.delay_s, third.portal_wide) == (Action.PARK, float("inf"), True)
+    assert third.bad_answer
+
+
+def test_counters_and_labels_name_known_codes_or_other() -> None:
+    assert counted_code("query_limit_exceeded") == "QUERY_LIMIT_EXCEEDED"
+    assert counted_code("invalid_grant") == "invalid_grant"
+    assert counted_code("ANSWER_TOO_LARGE") == "ANSWER_TOO_LARGE"
+    for chosen in ("MY_OWN_CODE_1", "x" * 100, "", "api_error:y"):
+        assert counted_code(chosen) == OTHER_CODE
+
+
+def test_a_time_block_is_advice_checked_before_use() -> None:
+    assert reset_at_of({"operating_reset_at": 1773268500}) == 1773268500.0
+    for bad in (1e17, float("inf"), float("nan"), 10**400, "1773268500", True, -1, None):
+        assert reset_at_of({"operating_reset_at": bad}) is None, bad
+    assert reset_at_of(42) is None and reset_at_of({}) is None

@@ -88,7 +88,23 @@ def test_cross_field_rules() -> None:
 def test_the_lease_no_longer_needs_to_outlive_the_call() -> None:
     # renewed while the call runs: a 5 s lease with the platform's full 60 s call is valid
     s = Settings.from_env({"DELIVERY_LEASE_TTL_S": "5", "DELIVERY_HTTP_READ_TIMEOUT_S": "65"})
-    assert s.lease_ttl_s == 5 and s.task_time_limit_s == 5 + 65 + 60 + 40
+    assert s.lease_ttl_s == 5 and s.task_time_limit_s == 2 * 65 + 60 + 40
+
+
+def test_the_answer_limits_have_safe_defaults_and_nest() -> None:
+    s = Settings.from_env({})
+    assert s.http_max_answer_bytes == 256 * 1024 <= 1024 * 1024
+    assert 60 < s.http_total_timeout_s <= 70  # a little over the platform's 60 s
+    assert 1 <= s.max_bad_answers < s.max_attempts
+    # the task's hard limit grows with the total deadline (two calls: a redirect followed)
+    longer = Settings.from_env({"DELIVERY_HTTP_TOTAL_TIMEOUT_S": "80"})
+    assert longer.task_time_limit_s == s.task_time_limit_s + 2 * 15
+    with pytest.raises(SettingsError, match="DELIVERY_MAX_BAD_ANSWERS='0' is invalid"):
+        Settings.from_env({"DELIVERY_MAX_BAD_ANSWERS": "0"})
+    with pytest.raises(SettingsError, match="DELIVERY_HTTP_TOTAL_TIMEOUT_S must exceed"):
+        Settings.from_env({"DELIVERY_HTTP_TOTAL_TIMEOUT_S": "4"})
+    with pytest.raises(SettingsError, match="DELIVERY_HTTP_MAX_ANSWER_BYTES='2000000' is invalid"):
+        Settings.from_env({"DELIVERY_HTTP_MAX_ANSWER_BYTES": "2000000"})
 
 
 def test_broker_url_selects_the_broker() -> None:

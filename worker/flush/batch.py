@@ -29,8 +29,9 @@ from urllib.parse import quote_plus
 import requests
 
 from worker.errors import PortalError
-from worker.flush.call import METHOD, Timeouts, error_from, read_json, request
+from worker.flush.call import METHOD, Timeouts, error_from
 from worker.flush.policy import BATCH_ONLY, Outcome, canonical, classify_command
+from worker.net.answer import fetch
 
 BATCH = "batch"
 #: PHP's default `max_input_vars`: `parse_str` silently drops every variable past it
@@ -210,15 +211,15 @@ def send_batch(
 
     Raises PortalError when the request fails as a whole (503, 401, network, non-JSON)."""
     body = {"halt": 0, "cmd": commands, "auth": access_token}
-    response = request("POST", endpoint + BATCH, timeouts, session, json=body)
-    payload = read_json(response)
-    inner = payload.get("result") if isinstance(payload, dict) else None
-    if response.status_code != 200 or not isinstance(inner, dict) or "error" in payload:
-        if response.status_code == 200 and payload is not None and "error" not in payload:
+    answer = fetch("POST", endpoint + BATCH, timeouts, session, json=body)
+    payload = answer.body
+    inner = payload.get("result") if payload is not None else None
+    if answer.status != 200 or payload is None or not isinstance(inner, dict) or "error" in payload:
+        if answer.status == 200 and payload is not None and "error" not in payload:
             raise PortalError(
                 Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result", 200
             )
-        raise error_from(response, payload)
+        raise error_from(answer)
     results = _as_map(inner.get("result"))
     errors = _as_map(inner.get("result_error"))
     times = _as_map(inner.get("result_time"))

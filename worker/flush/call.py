@@ -6,89 +6,70 @@ here: a portal's 301/302/307/308 becomes a MOVED `PortalError` with its Location
 decides (worker/flush/request.py follows it once).
 Tokens travel only in the request body or query string, never in an error message.
 
-Every call goes through the session it is given (`PortalStore.session` for portals, the refresh's
-own for OAuth), which judges each request's URL and each connection's address by the rules of
-worker/net/trust.py before anything is sent (worker/net/guard.py).
+Every answer is read by `worker.net.answer.fetch`: bounded in size and time, its JSON guarded,
+a rule broken a BAD_ANSWER PortalError. Every call goes through the session it is given
+(`PortalStore.session` for portals, the refresh's own for OAuth), which judges each request's
+URL and each connection's address by the rules of worker/net/trust.py before anything is sent
+(worker/net/guard.py). The `time` block of an answer is advice: `reset_at_of` checks it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from worker.errors import PortalError
 from worker.flush.policy import REDIRECTS, Outcome, canonical, classify
-from worker.net.trust import EndpointRefused
+from worker.net.answer import Answer, Timeouts, fetch, finite
+
+__all__ = [
+    "METHOD",
+    "Timeouts",
+    "error_from",
+    "refresh_tokens",
+    "reset_at_of",
+    "send_status_delivery",
+]
 
 METHOD = "imconnector.send.status.delivery"
+#: an `operating_reset_at` outside these Unix seconds is no time at all: ignored
+RESET_AT_RANGE = (1.0e9, 1.0e10)
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    connect_s: float
-    read_s: float
+def reset_at_of(time_block: Any) -> float | None:
+    """The `time` block's `operating_reset_at` when it is a sane Unix time, else None: the
+    block is advice, and a value no float holds, NaN or 1e17 is ignored (the wait it asks for
+    is capped again by the policy)."""
+    if not isinstance(time_block, dict):
+        return None
+    return finite(time_block.get("operating_reset_at"), *RESET_AT_RANGE)
 
 
-def error_from(response: requests.Response, body: Any, *, oauth: bool = False) -> PortalError:
-    """The PortalError a failed answer stands for (`body`: its JSON, or None)."""
-    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+def error_from(answer: Answer, *, oauth: bool = False) -> PortalError:
+    """The PortalError a failed answer stands for."""
+    body = answer.body
+    if body is None or not isinstance(body.get("error"), str):
         return PortalError(
             Outcome.TRANSIENT,
             "NON_JSON_RESPONSE",
-            f"HTTP {response.status_code} without a Bitrix24 error body",
-            response.status_code,
+            f"HTTP {answer.status} without a Bitrix24 error body",
+            answer.status,
         )
     code = canonical(body["error"][:100], oauth=oauth)
     description = str(body.get("error_description", ""))[:300]
-    reset_at = None
-    time_block = body.get("time")
-    if isinstance(time_block, dict) and isinstance(
-        time_block.get("operating_reset_at"), int | float
-    ):
-        reset_at = float(time_block["operating_reset_at"])
-    outcome = classify(response.status_code, code, oauth=oauth)
-    return PortalError(outcome, code, description, response.status_code, reset_at)
+    outcome = classify(answer.status, code, oauth=oauth)
+    return PortalError(outcome, code, description, answer.status, reset_at_of(body.get("time")))
 
 
-def _moved(response: requests.Response) -> PortalError:
-    location = response.headers.get("Location", "")[:2048]
+def _moved(answer: Answer) -> PortalError:
     return PortalError(
         Outcome.MOVED,
         "PORTAL_MOVED",
-        f"HTTP {response.status_code} to another address",
-        response.status_code,
-        location=location,
+        f"HTTP {answer.status} to another address",
+        answer.status,
+        location=answer.location,
     )
-
-
-def request(
-    method: str, url: str, timeouts: Timeouts, session: requests.Session, **kwargs: Any
-) -> requests.Response:
-    """One call; a network failure becomes a TRANSIENT PortalError, named by its class only
-    (the URL may carry secrets in its query string). The session judges the URL and every
-    connection (worker/net/guard.py); a refused one parks the portal (ENDPOINT_REFUSED)."""
-    try:
-        return session.request(
-            method,
-            url,
-            timeout=(timeouts.connect_s, timeouts.read_s),
-            allow_redirects=False,
-            **kwargs,
-        )
-    except EndpointRefused as exc:
-        raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", str(exc)[:300]) from None
-    except requests.RequestException as exc:
-        raise PortalError(Outcome.TRANSIENT, "NETWORK_ERROR", type(exc).__name__) from None
-
-
-def read_json(response: requests.Response) -> Any:
-    """The answer's JSON, or None when it is not JSON."""
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def send_status_delivery(
@@ -100,17 +81,18 @@ def send_status_delivery(
     timeouts: Timeouts,
     session: requests.Session,
 ) -> dict[str, Any]:
-    """POST the batch; returns the answer's `time` block. Raises PortalError."""
+    """POST the batch; returns the answer's `time` block (advice: check before use).
+    Raises PortalError."""
     body = {"CONNECTOR": connector, "LINE": line, "MESSAGES": messages, "auth": access_token}
-    response = request("POST", endpoint + METHOD, timeouts, session, json=body)
-    if response.status_code in REDIRECTS:
-        raise _moved(response)
-    payload = read_json(response)
-    result = payload.get("result") if isinstance(payload, dict) else None
-    if response.status_code == 200 and isinstance(result, dict) and result.get("SUCCESS") is True:
-        time_block = payload.get("time")
+    answer = fetch("POST", endpoint + METHOD, timeouts, session, json=body)
+    if answer.status in REDIRECTS:
+        raise _moved(answer)
+    payload = answer.body
+    result = payload.get("result") if payload is not None else None
+    if answer.status == 200 and isinstance(result, dict) and result.get("SUCCESS") is True:
+        time_block = payload.get("time") if payload is not None else None
         return time_block if isinstance(time_block, dict) else {}
-    if response.status_code == 200 and isinstance(payload, dict) and "error" not in payload:
+    if answer.status == 200 and payload is not None and "error" not in payload:
         if isinstance(result, dict) and result.get("SUCCESS") is False:
             # older portals answered a failure so: permanent for this batch, not a retry loop
             raise PortalError(
@@ -119,7 +101,7 @@ def send_status_delivery(
         raise PortalError(
             Outcome.TRANSIENT, "ERROR_UNEXPECTED_ANSWER", "HTTP 200 without result.SUCCESS", 200
         )
-    raise error_from(response, payload)
+    raise error_from(answer)
 
 
 def refresh_tokens(
@@ -130,7 +112,8 @@ def refresh_tokens(
     timeouts: Timeouts,
     session: requests.Session,
 ) -> dict[str, Any]:
-    """Exchange a refresh token for a new pair. Raises PortalError (AUTH_BROKEN, TRANSIENT, ...).
+    """Exchange a refresh token for a new pair. Raises PortalError (AuthBroken, Transient,
+    BadAnswer: the OAuth server's answer is read within the same bounds as a portal's).
 
     An error body wins over the status: `wrong_client` may come with HTTP 200."""
     params = {
@@ -139,28 +122,28 @@ def refresh_tokens(
         "client_secret": client_secret,
         "refresh_token": refresh_token,
     }
-    response = request("GET", oauth_url, timeouts, session, params=params)
-    payload = read_json(response)
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        raise error_from(response, payload, oauth=True)
+    answer = fetch("GET", oauth_url, timeouts, session, params=params)
+    payload = answer.body
+    if payload is not None and isinstance(payload.get("error"), str):
+        raise error_from(answer, oauth=True)
     if (
-        response.status_code == 200
-        and isinstance(payload, dict)
+        answer.status == 200
+        and payload is not None
         and isinstance(payload.get("access_token"), str)
         and isinstance(payload.get("refresh_token"), str)
     ):
         return payload
-    if response.status_code in REDIRECTS:
+    if answer.status in REDIRECTS:
         # a token endpoint that redirects is not followed: the secret would go along
         raise PortalError(
             Outcome.TRANSIENT,
             "NON_JSON_RESPONSE",
-            f"token endpoint answered a redirect (HTTP {response.status_code}), not followed",
-            response.status_code,
+            f"token endpoint answered a redirect (HTTP {answer.status}), not followed",
+            answer.status,
         )
     raise PortalError(
         Outcome.TRANSIENT,
         "NON_JSON_RESPONSE",
-        f"token endpoint answered HTTP {response.status_code} without tokens",
-        response.status_code,
+        f"token endpoint answered HTTP {answer.status} without tokens",
+        answer.status,
     )

@@ -17,8 +17,10 @@ from collections.abc import Iterator
 import redis
 import structlog
 
+from worker.errors import PortalError
 from worker.flush import request
-from worker.flush.settle import after_refresh, refresh, settle
+from worker.flush.policy import OWN_CODES, Outcome
+from worker.flush.settle import after_refresh, failed, refresh, settle
 from worker.runtime import Runtime
 from worker.store.keys import Group
 from worker.store.kinds import Begun
@@ -92,11 +94,47 @@ def flush(rt: Runtime, group: Group, own_task_id: str) -> Flushed:
         ),
         renewing(rt, leases),
     ):
-        if begin.kind is Begun.REFRESH:  # the stored token was refused: refresh, do not call
-            refreshed = refresh(rt, first, begin.refused_code)
-            actions = [after_refresh(rt, lease, refreshed) for lease in leases]
-            return Flushed(actions[0].value)
-        # call + judge: every group's answer (a failed request is every group's answer)
-        answers = request.send(rt, leases, begin.packs)
-        actions = settle(rt, leases, answers)
+        leases = _without_dead_ends(rt, leases)
+        if not leases:
+            return Flushed.DEAD_LETTER
+        done: set[int] = set()
+        try:
+            if begin.kind is Begun.REFRESH:  # the stored token was refused: refresh, no call
+                refreshed = refresh(rt, leases[0], begin.refused_code)
+                actions = []
+                for i, lease in enumerate(leases):
+                    actions.append(after_refresh(rt, lease, refreshed))
+                    done.add(i)
+                return Flushed(actions[0].value)
+            # call + judge: every group's answer (a failed request is every group's answer)
+            answers = request.send(rt, leases, begin.packs)
+            actions = settle(rt, leases, answers, done)
+        except redis.RedisError:
+            raise  # the store is away: the lease runs out, and the next begin counts it
+        except Exception as exc:
+            return _unjudged(rt, [x for i, x in enumerate(leases) if i not in done], exc)
     return Flushed.PACKED if answers.packed else Flushed(actions[0].value)
+
+
+def _without_dead_ends(rt: Runtime, leases: list[Lease]) -> list[Lease]:
+    """The leases to call for. A group whose flushers died holding its lease
+    DELIVERY_MAX_ATTEMPTS times (each counted when the next flush took it back) is
+    dead-lettered without another call: a crash that repeats never loops for ever."""
+    limit = rt.settings.max_attempts
+    for lease in leases:
+        if lease.expired >= limit:
+            error = PortalError(Outcome.TRANSIENT, "LEASE_EXPIRED", OWN_CODES["LEASE_EXPIRED"][1])
+            failed(rt, lease, error, failures=max(lease.failures, limit))
+    return [lease for lease in leases if lease.expired < limit]
+
+
+def _unjudged(rt: Runtime, leases: list[Lease], exc: Exception) -> Flushed:
+    """An exception of any class while calling or judging: the portal's answer is the likeliest
+    cause, so it is a rule-breaking answer (counted on the portal), named by its class only."""
+    log.exception("flush raised: settled as a bad answer", error=type(exc).__name__)
+    rt.buffer.count_call(Outcome.BAD_ANSWER.value, "ANSWER_UNJUDGED")
+    error = PortalError(
+        Outcome.BAD_ANSWER, "ANSWER_UNJUDGED", f"{type(exc).__name__} while calling or judging"
+    )
+    actions = [failed(rt, lease, error) for lease in leases]
+    return Flushed(actions[0].value) if actions else Flushed.RETRY

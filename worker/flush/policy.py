@@ -44,6 +44,9 @@ class Outcome(enum.Enum):
     NOT_PACKABLE = "not_packable"
     #: inside `batch` only: the command was beyond the platform's 50; sent again, not a failure
     RESEND = "resend"
+    #: an answer that breaks the rules (too large, too slow, unreadable, not an object, or a
+    #: crash judging it): the portal's fault, counted on the portal (worker/net/answer.py)
+    BAD_ANSWER = "bad_answer"
 
 
 #: REST answers (docs/bitrix24.md): every code documented for the method and for any method, plus
@@ -131,7 +134,35 @@ OWN_CODES: dict[str, tuple[Outcome, str]] = {
         Outcome.AUTH_BROKEN,
         "token_owner producer: the token expired, fresh tokens were requested",
     ),
+    "REDIRECTED_AGAIN": (Outcome.TRANSIENT, "the address a redirect named redirected too"),
+    "LEASE_EXPIRED": (
+        Outcome.TRANSIENT,
+        "the group's flushers died holding its lease DELIVERY_MAX_ATTEMPTS times, never settling",
+    ),
+    # answers that break the rules (worker/net/answer.py): the portal's fault
+    "ANSWER_TOO_LARGE": (
+        Outcome.BAD_ANSWER,
+        "the answer held more than DELIVERY_HTTP_MAX_ANSWER_BYTES, on the wire or decoded",
+    ),
+    "ANSWER_TOO_SLOW": (
+        Outcome.BAD_ANSWER,
+        "the answer was not complete within the call's total deadline "
+        "(DELIVERY_HTTP_TOTAL_TIMEOUT_S, DELIVERY_OAUTH_TIMEOUT_S for a refresh)",
+    ),
+    "ANSWER_MALFORMED": (
+        Outcome.BAD_ANSWER,
+        "an HTTP 200 that is not JSON, JSON that is not an object, or JSON nested too deep",
+    ),
+    "ANSWER_ENCODING": (
+        Outcome.BAD_ANSWER,
+        "a Content-Encoding other than gzip or deflate, or a compressed body that is unreadable",
+    ),
+    "ANSWER_UNJUDGED": (Outcome.BAD_ANSWER, "judging the answer raised an exception"),
 }
+
+#: the label every error code outside the tables is counted under (counters, metric labels):
+#: a portal never chooses how many series the fleet keeps; logs and dead letters keep the code
+OTHER_CODE = "OTHER"
 
 _REST = {code.casefold(): code for code in REST_CODES}
 _OAUTH = {code.casefold(): code for code in OAUTH_CODES}
@@ -142,6 +173,15 @@ def canonical(code: str, *, oauth: bool = False) -> str:
     """The code as the tables spell it (codes are matched ignoring case, as the SDKs do)."""
     folded = code.casefold()
     return (_OAUTH if oauth else _REST).get(folded) or _REST.get(folded) or code
+
+
+def counted_code(code: str) -> str:
+    """`code` as counters and metric labels name it: its canonical spelling when a table holds
+    it, else OTHER_CODE."""
+    name = canonical(code)
+    if name in REST_CODES or name in OWN_CODES:
+        return name
+    return _OAUTH.get(code.casefold(), OTHER_CODE)
 
 
 def classify(http_status: int | None, code: str, *, oauth: bool = False) -> Outcome:
@@ -194,6 +234,8 @@ class Backoff:
     max_age_s: float
     overload_park_s: float
     operation_limit_wait_s: float
+    #: rule-breaking answers in a row before the portal is parked (DELIVERY_MAX_BAD_ANSWERS)
+    max_bad_answers: int = 3
 
 
 @dataclass(frozen=True)
@@ -208,6 +250,9 @@ class Decision:
     drain_budget: bool = False
     #: counts towards the portal's own key-missing backoff (never towards max_attempts)
     counts_key_wait: bool = False
+    #: a rule-breaking answer: counted on the portal (in a row, until a success), one call in
+    #: flight for it meanwhile; never on the batch, so never towards a dead letter
+    bad_answer: bool = False
 
 
 def compute_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Random | None) -> float:
@@ -219,6 +264,8 @@ def compute_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Rando
 
 
 _PARKED = float("inf")
+#: the longest wait a portal's `operating_reset_at` may ask for (the platform's window is 10 min)
+MAX_RESET_WAIT_S = 3600.0
 #: outcomes whose decision depends on nothing but the outcome
 _FIXED = {
     Outcome.DONE: Decision(Action.DELIVERED),
@@ -232,11 +279,21 @@ _FIXED = {
 }
 
 
+def _bad_answer(bad_answers: int, backoff: Backoff, rng: random.Random | None) -> Decision:
+    """The portal's fault: its own count in a row parks it, items kept (never dead-lettered);
+    until then the portal backs off (with one call in flight: begin.lua)."""
+    if bad_answers + 1 >= backoff.max_bad_answers:
+        return Decision(Action.PARK, _PARKED, portal_wide=True, bad_answer=True)
+    delay = compute_backoff(bad_answers + 1, backoff.base_s, backoff.cap_s, rng)
+    return Decision(Action.RETRY, delay, portal_wide=True, bad_answer=True)
+
+
 def _ageless(
     outcome: Outcome,
     *,
     failures: int,
     key_waits: int,
+    bad_answers: int,
     backoff: Backoff,
     rng: random.Random | None,
 ) -> Decision | None:
@@ -247,6 +304,8 @@ def _ageless(
         return Decision(Action.RETRY, delay, counts_key_wait=True)
     if outcome is Outcome.BLOCKED:
         return Decision(Action.PARK, backoff.overload_park_s, portal_wide=True)
+    if outcome is Outcome.BAD_ANSWER:
+        return _bad_answer(bad_answers, backoff, rng)
     if outcome is Outcome.RESEND:
         # the platform did not run it: at once, then backing off if it keeps refusing
         delay = compute_backoff(failures, backoff.base_s, backoff.cap_s, rng) if failures else 0.0
@@ -259,6 +318,7 @@ def decide(
     *,
     failures: int,
     throttles: int = 0,
+    bad_answers: int = 0,
     age_s: float,
     backoff: Backoff,
     now: float,
@@ -269,13 +329,21 @@ def decide(
     """What to do with a batch after `outcome`.
 
     `failures` counts the batch's earlier transient failures, `throttles` the portal's throttled
-    answers in a row before this one, `age_s` the age of the batch's oldest item, `key_waits`
-    the portal's flushes in a row deferred for a missing token key.
+    answers in a row before this one, `bad_answers` its rule-breaking answers in a row before
+    this one, `age_s` the age of the batch's oldest item, `key_waits` the portal's flushes in a
+    row deferred for a missing token key.
     """
     fixed = _FIXED.get(outcome)
     if fixed is not None:
         return fixed
-    ageless = _ageless(outcome, failures=failures, key_waits=key_waits, backoff=backoff, rng=rng)
+    ageless = _ageless(
+        outcome,
+        failures=failures,
+        key_waits=key_waits,
+        bad_answers=bad_answers,
+        backoff=backoff,
+        rng=rng,
+    )
     if ageless is not None:
         return ageless
     waits = (Outcome.THROTTLED, Outcome.OPERATION_LIMIT, Outcome.CLOSED, Outcome.UNREACHABLE)
@@ -289,13 +357,21 @@ def decide(
         return Decision(Action.RETRY, delay, portal_wide=True, drain_budget=True)
     if outcome is Outcome.OPERATION_LIMIT:
         wait = reset_at - now if reset_at and reset_at > now else backoff.operation_limit_wait_s
-        return Decision(Action.RETRY, wait, portal_wide=True)
+        # the reset time is the portal's advice: never more than an hour ahead
+        return Decision(Action.RETRY, min(wait, MAX_RESET_WAIT_S), portal_wide=True)
+    return _counted(outcome, failures, backoff, rng)
+
+
+def _counted(
+    outcome: Outcome, failures: int, backoff: Backoff, rng: random.Random | None
+) -> Decision:
+    """The failures counted on the batch: an unreachable OAuth server of the portal's (no
+    attempt limit), else transient (capped attempts, then a dead letter)."""
+    delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)
     if outcome is Outcome.UNREACHABLE:
         # the portal's side: every group of it waits, the count grows, no attempt limit
-        delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)
         return Decision(Action.RETRY, delay, portal_wide=True, counts_failure=True)
     # transient (and a redirect the flush could not follow: worker/flush/request.py follows one)
     if failures + 1 >= backoff.max_attempts:
         return Decision(Action.DEAD_LETTER, counts_failure=True)
-    delay = compute_backoff(failures + 1, backoff.base_s, backoff.cap_s, rng)
     return Decision(Action.RETRY, delay, counts_failure=True)

@@ -87,9 +87,19 @@ def _call(rt: Runtime, leases: list[Lease], planned: Plan | None = None) -> list
     return [Reply(Answer(False, error=error), Sent.CALL)] * len(leases)
 
 
-def _post(rt: Runtime, leases: list[Lease], endpoint: str, planned: Plan | None) -> list[Reply]:
+def call_limits(rt: Runtime) -> Timeouts:
+    """The bounds of one call to a portal (worker/net/answer.py)."""
     s = rt.settings
-    timeouts = Timeouts(s.http_connect_timeout_s, s.http_read_timeout_s)
+    return Timeouts(
+        s.http_connect_timeout_s,
+        s.http_read_timeout_s,
+        s.http_total_timeout_s,
+        s.http_max_answer_bytes,
+    )
+
+
+def _post(rt: Runtime, leases: list[Lease], endpoint: str, planned: Plan | None) -> list[Reply]:
+    timeouts = call_limits(rt)
     token = rt.portals.open_token(leases[0].access_token)  # stored encrypted when keys are set
     session = rt.portals.session  # judges the endpoint and every connection (worker/net/)
     if planned is None:

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from worker.errors import PortalError
+from worker.flush.call import reset_at_of
 from worker.flush.policy import Backoff, Decision, Outcome, decide
 from worker.flush.request import Answers, Reply, Sent
 from worker.portals.registry import Refresh
@@ -43,8 +44,11 @@ class Refreshed:
     error: PortalError | None = None
 
 
-def settle(rt: Runtime, leases: list[Lease], answers: Answers) -> list[Action]:
-    """Settle every leased group by its reply; the action taken for each."""
+def settle(
+    rt: Runtime, leases: list[Lease], answers: Answers, done: set[int] | None = None
+) -> list[Action]:
+    """Settle every leased group by its reply; the action taken for each. `done` collects the
+    index of each group settled (the flow settles the others when judging raised)."""
     refused = next((r.answer.error for r in answers.each if _outcome(r) is Outcome.AUTH), None)
     refreshed = None
     if refused is not None:
@@ -66,6 +70,8 @@ def settle(rt: Runtime, leases: list[Lease], answers: Answers) -> list[Action]:
             connector=lease.group.connector, line=lease.group.line, batch=len(lease.ids)
         ):
             actions.append(_one(rt, lease, reply, refreshed))
+        if done is not None:
+            done.add(len(actions) - 1)
     return actions
 
 
@@ -88,12 +94,8 @@ def _one(rt: Runtime, lease: Lease, reply: Reply, refreshed: Refreshed | None) -
 
 
 def delivered(rt: Runtime, lease: Lease, time_block: dict[str, Any]) -> Action:
-    reset_at = time_block.get("operating_reset_at")
-    settled = rt.buffer.settle(
-        lease,
-        Action.DELIVERED,
-        operating_reset_at=float(reset_at) if isinstance(reset_at, int | float) else None,
-    )
+    # the time block is advice: a reset time that is no sane Unix time is not kept
+    settled = rt.buffer.settle(lease, Action.DELIVERED, operating_reset_at=reset_at_of(time_block))
     rt.send_flush(lease.group, settled.trigger)
     log.info("batch delivered", delivered=settled.settled)
     return Action.DELIVERED
@@ -129,12 +131,14 @@ def after_refresh(rt: Runtime, lease: Lease, refreshed: Refreshed) -> Action:
     return Action.REFRESH
 
 
-def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
-    """The policy's decision for the group after `error`, applied."""
+def failed(rt: Runtime, lease: Lease, error: PortalError, *, failures: int | None = None) -> Action:
+    """The policy's decision for the group after `error`, applied (`failures`: the count to
+    decide with, when not the lease's)."""
     decision = decide(
         error.outcome,
-        failures=lease.failures,
+        failures=lease.failures if failures is None else failures,
         throttles=lease.throttles,
+        bad_answers=lease.bad_answers,
         age_s=max(0.0, lease.started_at - lease.oldest_enqueued_at),
         backoff=_backoff(rt),
         now=rt.buffer.server_time(),
@@ -150,6 +154,7 @@ def failed(rt: Runtime, lease: Lease, error: PortalError) -> Action:
         drain_budget=decision.drain_budget,
         counts_failure=decision.counts_failure,
         counts_key_wait=decision.counts_key_wait,
+        bad_answer=decision.bad_answer,
         **fields,
     )
     rt.send_flush(lease.group, settled.trigger)
@@ -183,4 +188,5 @@ def _backoff(rt: Runtime) -> Backoff:
         s.max_age_s,
         s.overload_park_s,
         s.operation_limit_wait_s,
+        s.max_bad_answers,
     )

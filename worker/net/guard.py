@@ -30,6 +30,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection
 
+from worker.net import deadline
 from worker.net.addresses import ip_literal
 from worker.net.trust import EndpointRefused, Policy
 
@@ -57,6 +58,15 @@ class _Guarded(HTTPConnection):
     plain_http: ClassVar[bool] = True
 
     def _new_conn(self) -> socket.socket:
+        sock = self._checked_conn()
+        deadline.attach(sock)  # a new plain connection (TLS: attached when it awaits the answer)
+        return sock
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        deadline.attach(self.sock)  # a kept-alive connection, reused for this call
+        return super().getresponse(*args, **kwargs)
+
+    def _checked_conn(self) -> socket.socket:
         host = self._dns_host
         policy = self.policy
         try:

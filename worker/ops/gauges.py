@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from redis import Redis
 
+from worker.flush.policy import counted_code
 from worker.ops.receipt_gauges import receipt_metrics
 from worker.store.keys import Group, Keys, text
 from worker.store.scripts import PARKED  # the scripts' "until portal.register"
@@ -111,6 +112,19 @@ def _labelled(name: str, doc: str, label: str, values: dict[str, float]) -> Gaug
     return family
 
 
+#: reasons of our own that label a parked group without being an error code
+_OWN_REASONS = frozenset({"unregistered", "parked", "unknown"})
+
+
+def _by_label(counts: Counter[str]) -> dict[str, float]:
+    """Counts by reason, an error code outside the tables counted as OTHER (a portal never
+    chooses a label value)."""
+    out: Counter[str] = Counter()
+    for reason, count in counts.items():
+        out[reason if reason in _OWN_REASONS else counted_code(reason)] += count
+    return {k: float(v) for k, v in out.items()}
+
+
 def state_metrics(
     client: Redis, keys: Keys, limits: Limits, broker_queues: tuple[str, ...] = ()
 ) -> list[Metric]:
@@ -164,13 +178,13 @@ def state_metrics(
             "b24d_parked_portals",
             "portals parked (no calls until the time or event their reason names)",
             "reason",
-            {k: float(v) for k, v in Counter(portals.parked.values()).items()},
+            _by_label(Counter(portals.parked.values())),
         ),
         _labelled(
             "b24d_parked_groups",
             "groups with pending items that wait for their portal to be unparked",
             "reason",
-            {k: float(v) for k, v in parked_groups.items()},
+            _by_label(parked_groups),
         ),
         _gauge(
             "b24d_oldest_pending_age_seconds",

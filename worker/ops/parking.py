@@ -22,13 +22,23 @@ from typing import Any
 
 from redis import Redis
 
+from worker.flush.policy import OWN_CODES, Outcome
 from worker.store.clock import server_time
 from worker.store.keys import Group, Keys, text
 from worker.store.scripts import PARKED
 
 CONNECTOR_PREFIX = "cpark:"
-#: portal waits that are backoffs, not parkings (when they have an end)
-BACKOFF_REASONS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "CONNECTION_ERROR"})
+#: portal waits that are backoffs, not parkings (when they have an end): the rate budget's, an
+#: OAuth server the portal could not reach, and the backoff after a rule-breaking answer (the
+#: portal is parked, with no end, once they are DELIVERY_MAX_BAD_ANSWERS in a row)
+BACKOFF_REASONS = frozenset(
+    {
+        "QUERY_LIMIT_EXCEEDED",
+        "OPERATION_TIME_LIMIT",
+        "CONNECTION_ERROR",
+        *(code for code, (outcome, _) in OWN_CODES.items() if outcome is Outcome.BAD_ANSWER),
+    }
+)
 #: the reason shown for a portal that has pending confirmations but no registration
 UNREGISTERED = "unregistered"
 PORTAL_FIELDS = ("blocked_until", "block_reason", "block_description", "blocked_at")
@@ -137,7 +147,9 @@ def unpark(redis: Redis, keys: Keys, portal: str, connector: str | None = None) 
     if not redis.exists(key):
         return 0
     if connector is None:
-        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe", "throttles")
+        # the operator's word clears the portal's rule-breaking answers too (portal.register,
+        # which a hostile portal can send, keeps them: one more parks it again at once)
+        redis.hdel(key, *PORTAL_FIELDS, "refused_refreshed", "probe", "throttles", "bad_answers")
     else:
         redis.hdel(key, connector_field(connector))
     groups = _groups(redis, keys, portal, connector)

@@ -30,6 +30,7 @@ from redis import Redis
 from worker.errors import PortalError
 from worker.flush.call import Timeouts, refresh_tokens
 from worker.flush.policy import Outcome
+from worker.net.answer import finite
 from worker.portals import ownership
 from worker.portals.crypto import TokenCipher
 from worker.settings import Settings
@@ -39,6 +40,9 @@ from worker.store.scripts import script
 from worker.store.triggers import SendTask
 
 log = structlog.stdlib.get_logger("worker.portals.refresh")
+
+#: the "refresh still out" marker outlives the refresh's total deadline by this much
+MARKER_MARGIN_S = 2.0
 
 _READ = ("version", "refresh_token", "refused_refreshed", "server_endpoint", "token_owner")
 
@@ -151,18 +155,22 @@ class Refresher:
     ) -> dict[str, object]:
         """The OAuth call, announced to the fleet while it is out (with its deadline)."""
         refreshing = self.keys.refreshing(member_id)
-        self.redis.zadd(refreshing, {attempt: server_time(self.redis) + self.s.oauth_timeout_s})
+        # the call ends by its total deadline (worker/net/deadline.py); the marker outlives it
+        out_until = server_time(self.redis) + self.s.oauth_timeout_s + MARKER_MARGIN_S
+        self.redis.zadd(refreshing, {attempt: out_until})
         try:
             return refresh_tokens(
                 url,
                 self.s.client_id or "",
                 self.s.client_secret or "",
                 refresh_token,
-                Timeouts(*self.s.oauth_timeouts()),
+                Timeouts(
+                    *self.s.oauth_timeouts(), self.s.oauth_timeout_s, self.s.http_max_answer_bytes
+                ),
                 self.session,
             )
         except PortalError as exc:
-            if exc.code == "NETWORK_ERROR":
+            if exc.code == "NETWORK_ERROR" or exc.outcome is Outcome.BAD_ANSWER:
                 # the server may have spent the token and its answer been lost: remember it
                 version = attempt.partition(":")[0]
                 self.redis.hset(self.keys.portal(member_id), "refresh_lost", version)
@@ -210,10 +218,9 @@ class Refresher:
     ) -> Refresh:
         """Store the new pair (and the endpoints that passed the checks); announce it."""
         adopted = self.trust.adopt(answer)
-        expires_in = answer.get("expires_in", 3600)
-        expires_at = int(server_time(self.redis)) + (
-            expires_in if isinstance(expires_in, int) else 3600
-        )
+        # advice from the OAuth server, checked before use (a day at most; an hour when absurd)
+        expires_in = finite(answer.get("expires_in"), 1, 86_400) or 3600
+        expires_at = int(server_time(self.redis) + expires_in)
         stored = self._store(
             {
                 "portal_key": self.keys.portal(member_id),

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis import Redis
 
+from worker.flush.policy import counted_code
 from worker.settings import Settings
 from worker.store.clock import server_time
 from worker.store.keys import Group, Keys, text
@@ -190,6 +191,7 @@ class Buffer:
         portal_wide: bool = False,
         drain_budget: bool = False,
         counts_failure: bool = False,
+        bad_answer: bool = False,
         code: str = "",
         description: str = "",
         operating_reset_at: float | None = None,
@@ -221,6 +223,7 @@ class Buffer:
                 "operating_reset_at": "" if operating_reset_at is None else operating_reset_at,
                 "dedup_window_s": s.dedup_window_s,
                 "counts_key_wait": int(counts_key_wait),
+                "bad_answer": int(bad_answer),
             },
         )
         return Settled(int(reply["settled"]), _trigger(task_id, reply["trigger"]))
@@ -301,19 +304,21 @@ class Buffer:
         self.redis.hincrby(self.keys.stats, counter, amount)
 
     def count_codes(self, codes: Sequence[str]) -> None:
-        """Portal error codes answered inside a `batch` answer, one count each."""
+        """Portal error codes answered inside a `batch` answer, one count each (as count_call
+        counts them)."""
         pipe = self.redis.pipeline(transaction=False)
         for code in codes:
-            pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
+            pipe.hincrby(self.keys.stats, f"api_error:{counted_code(code)}", 1)
         pipe.execute()
 
     def count_call(self, outcome: str, code: str | None = None) -> None:
         """One call made to a portal, by its outcome (the value of the policy's `Outcome`) and
-        the portal's error code."""
+        the portal's error code. Codes are counted under a known name or OTHER (a portal never
+        adds a field or a metric series); logs and dead letters keep them verbatim."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(self.keys.stats, f"calls:{outcome}", 1)
         if code:
-            pipe.hincrby(self.keys.stats, f"api_error:{code}", 1)
+            pipe.hincrby(self.keys.stats, f"api_error:{counted_code(code)}", 1)
         pipe.execute()
 
     def server_time(self) -> float:

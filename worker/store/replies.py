@@ -23,8 +23,13 @@ class Lease:
     access_token: str = field(repr=False)
     token_version: int
     throttles: int
+    #: the portal's rule-breaking answers in a row before this flush
+    bad_answers: int
     started_at: float
     failures: int
+    #: the group's leases that ran out without a settle (flushers that died), since its last
+    #: delivery or dead letter
+    expired: int
     ids: list[str]
     elements: list[dict[str, Any]]
     oldest_enqueued_at: float
@@ -42,8 +47,10 @@ class Lease:
             access_token=shared["access_token"],
             token_version=int(shared["token_version"]),
             throttles=int(shared["throttles"]),
+            bad_answers=int(shared.get("bad_answers") or 0),
             started_at=float(shared["started_at"]),
             failures=int(own["failures"]),
+            expired=int(own.get("expired") or 0),
             ids=list(own["ids"] or []),
             elements=[json.loads(e) for e in own["elements"] or []],
             oldest_enqueued_at=float(own["oldest_enqueued_at"]),

@@ -9,8 +9,10 @@
 -- index until its due time or trigger names it again.
 -- Returns {kind = LEASE_* (BUSY, WAIT, THROTTLED, REFRESH_WAIT, LEASED, REFRESH),
 --          trigger = {send, delay_ms, group_id} or nil,
---          lease = {endpoint, access_token, token_version, throttles, started_at, refused_code,
---                   packs}, groups = [{group_id, ids, elements, failures, oldest_enqueued_at}]}
+--          lease = {endpoint, access_token, token_version, throttles, bad_answers, started_at,
+--                   refused_code,
+--                   packs}, groups = [{group_id, ids, elements, failures, expired,
+--                     oldest_enqueued_at}]} (expired: its leases that ran out unsettled)
 -- LEASE_REFRESH: the portal refused the stored token version and nobody is refreshing it; the
 -- groups are leased (no slot, not an attempt) for the caller to refresh first, not to call.
 local portal_key = KEYS[1]
@@ -60,7 +62,8 @@ end
 
 local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',
                           'rate_per_s', 'rate_burst', 'throttles', 'refused_version',
-                          'refused_code', 'packing', 'packing_off_at', 'block_reason')
+                          'refused_code', 'packing', 'packing_off_at', 'block_reason',
+                          'bad_answers')
 local packs = (portal[9] or default_packing) == 'batch' and not portal[10]
 
 -- each candidate: leased by another flusher, empty, waiting on its own, or ready
@@ -72,7 +75,8 @@ for _, g in ipairs(candidates) do
     busy = true
     redis.call('ZADD', due_key, now + pttl / 1000 + lease_margin_s, g.id)
   else
-    recover(g.leased_key, g.queue_key, stats_key)  -- the last flusher died holding a lease
+    -- the last flusher died holding a lease: counted as an attempt
+    recover(g.leased_key, g.queue_key, g.meta_key, stats_key)
     local n, hold, own, window_wait, oldest = group_state(g.queue_key, g.meta_key, portal_key,
                                                           now, batch_size, window_s, g.id)
     g.n, g.window_wait, g.oldest, g.wait = n, window_wait, oldest, math.max(hold, window_wait)
@@ -167,7 +171,10 @@ if portal[7] == token_version then
   kind = LEASE_REFRESH
 else
   redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now)
-  if redis.call('ZCARD', inflight_key) >= max_inflight then
+  -- while the portal's rule-breaking answers are fresh (until a success), one call in flight:
+  -- a portal that answers slowly holds one worker slot at most
+  local cap = (tonumber(portal[12]) or 0) > 0 and 1 or max_inflight
+  if redis.call('ZCARD', inflight_key) >= cap then
     return wait(LEASE_WAIT, math.min(window_s, 0.1))
   end
   local rate = tonumber(portal[4]) or default_rate_per_s
@@ -225,6 +232,7 @@ for i, g in ipairs(ready) do
       group_id = g.id, ids = leased_ids,
       elements = redis.call('HMGET', g.items_key, unpack(leased_ids)),
       failures = redis.call('HGET', g.meta_key, 'failures') or '0',
+      expired = redis.call('HGET', g.meta_key, 'expired') or '0',
       oldest_enqueued_at = popped[2],
     }
   end
@@ -243,6 +251,6 @@ return cjson.encode({
   lease = {
     endpoint = portal[1], access_token = portal[2], token_version = token_version,
     throttles = portal[6] or '0', started_at = tostring(now), refused_code = portal[8] or '',
-    packs = packs,
+    packs = packs, bad_answers = portal[12] or '0',
   },
 })

@@ -84,11 +84,14 @@ local function add_item(items_key, queue_key, delivered_key, now, dedup_window_s
 end
 
 -- A flusher died holding the group's lease (begin.lua): its items go back to
--- the queue, in their order.
-local function recover(leased_key, queue_key, stats_key)
+-- the queue, in their order, and the group's failures grow by one: a lease that expires without
+-- a settle is an attempt (the flow dead-letters a group whose flushers keep dying).
+local function recover(leased_key, queue_key, meta_key, stats_key)
   if redis.call('EXISTS', leased_key) == 1 then
     redis.call('ZUNIONSTORE', queue_key, 2, queue_key, leased_key, 'AGGREGATE', 'MIN')
     redis.call('DEL', leased_key)
+    redis.call('HINCRBY', meta_key, 'failures', 1)
+    redis.call('HINCRBY', meta_key, 'expired', 1)
     redis.call('HINCRBY', stats_key, 'leases_expired', 1)
   end
 end

@@ -42,6 +42,9 @@ local dedup_window_s = tonumber(ARGV[19])
 -- a flush deferred because this worker lacks the key of the portal's tokens: the portal's own
 -- count (its backoff), never a failure
 local counts_key_wait = ARGV[20] == '1'
+-- '1': the answer broke the rules, counted on the portal once per request (its groups share the
+-- lease id); a delivered batch resets the count
+local bad_answer = ARGV[21] == '1'
 
 local now = now_s()
 local mine = redis.call('GET', lease_key) == lease_id
@@ -98,10 +101,11 @@ if action == DELIVERED or action == DEAD_LETTER then
   -- (Redis refuses '-0' as an integer: a late settle that settled nothing must skip this)
   if settled > 0 then redis.call('HINCRBY', stats_key, 'pending', -settled) end
   if action == DELIVERED and settled > 0 then observe(stats_key, 'batch_size', settled) end
-  redis.call('HDEL', meta_key, 'attempts', 'failures', 'first_attempt_at', 'last_attempt_at',
-             'not_before')
+  redis.call('HDEL', meta_key, 'attempts', 'failures', 'expired', 'first_attempt_at',
+             'last_attempt_at', 'not_before')
   if action == DELIVERED and portal_exists then
-    redis.call('HDEL', portal_key, 'throttles', 'refused_refreshed', 'key_waits')
+    redis.call('HDEL', portal_key, 'throttles', 'refused_refreshed', 'key_waits', 'bad_answers',
+               'bad_answer_lease')
     if redis.call('HGET', portal_key, 'block_reason') == 'PORTAL_DELETED' then
       -- the closed portal answered: open again, every group due now
       redis.call('HDEL', portal_key, 'blocked_until', 'block_reason', 'block_description',
@@ -124,6 +128,11 @@ else
   if counts_key_wait then
     if portal_exists then redis.call('HINCRBY', portal_key, 'key_waits', 1) end
     redis.call('HINCRBY', stats_key, 'token_key_missing', 1)
+  end
+  if bad_answer and portal_exists
+     and redis.call('HGET', portal_key, 'bad_answer_lease') ~= lease_id then
+    redis.call('HINCRBY', portal_key, 'bad_answers', 1)
+    redis.call('HSET', portal_key, 'bad_answer_lease', lease_id)
   end
   if action == PARK_CONNECTOR and portal_exists then
     redis.call('HSET', portal_key, connector_park_field(group_id), cjson.encode({
