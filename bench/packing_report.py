@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bench.context import WINDOW_S
 from bench.measure import Row
-from bench.packing import WINDOW_S, IngestRow, PackRow, Results
+from bench.packing import IngestRow, PackRow, Results
 from bench.report import fmt, ratio
 
 COLUMNS = (
