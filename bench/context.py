@@ -8,9 +8,14 @@ imports none of them.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -18,8 +23,9 @@ import redis
 from b24producer import Producer
 from bench.measure import Sent
 from bench.procs import Sim, celery_worker
-from devtools.procs import Child, Procs, WaitTimeout
+from devtools.procs import Child, Procs, WaitTimeout, child_env
 from devtools.procs import wait_for as procs_wait_for
+from devtools.redis_local import LocalRedis
 from worker.store.keys import Keys
 
 CLIENT_ID = "app.bench"
@@ -62,6 +68,36 @@ class Ctx:
         """The first of `n` fresh message ids."""
         base, self.next_id = self.next_id, self.next_id + n
         return base
+
+
+@contextlib.contextmanager
+def session(timeout_s: float, log_level: str, keep_logs: bool) -> Iterator[Ctx]:
+    """A private redis-server, the simulator, a producer: the run's context; every process
+    stopped at the end, the logs removed unless `keep_logs` or the block raised."""
+    logdir = Path(tempfile.mkdtemp(prefix="b24d-bench-"))
+    procs, server, ok = Procs(logdir), None, False
+    try:
+        server = LocalRedis().start()
+        sim = Sim(procs, CLIENT_ID, CLIENT_SECRET)
+        env = child_env(
+            REDIS_URL=server.url,
+            BITRIX24_CLIENT_ID=CLIENT_ID,
+            BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
+            BITRIX24_OAUTH_URL=sim.oauth_url,
+            BENCH_OURS_LOG_LEVEL=log_level,
+            **OURS_ENV,
+        )
+        client = redis.Redis.from_url(server.url)
+        yield Ctx(procs, sim, Producer(server.url), client, env, timeout_s)
+        ok = True
+    finally:
+        procs.stop()
+        if server is not None:
+            server.close()
+        if ok and not keep_logs:
+            shutil.rmtree(logdir, ignore_errors=True)
+        else:
+            print(f"logs kept in {logdir}", file=sys.stderr)
 
 
 def element(mid: int) -> dict[str, Any]:

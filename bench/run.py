@@ -20,29 +20,21 @@ import contextlib
 import io
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import redis
-
-from b24producer import Producer
 from b24sim import METHOD
 from bench import fleet, fleet_report, naive, packing, packing_report, report
 from bench.context import (
     BATCH,
-    CLIENT_ID,
-    CLIENT_SECRET,
     CONNECTOR,
     DOC,
     FAST,
     OUR_BURST,
-    OURS_ENV,
     PREFIX,
     Ctx,
     accepted,
@@ -50,14 +42,12 @@ from bench.context import (
     element,
     enqueue,
     register,
+    session,
     sim_records,
     start_fleet,
     wait_for,
 )
 from bench.measure import Row, permitted_row, sim_row
-from bench.procs import Sim
-from devtools.procs import Procs, child_env
-from devtools.redis_local import LocalRedis
 from worker.store.keys import Keys
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -318,26 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = Plan.from_args(args)
     signal.signal(signal.SIGTERM, _interrupted)
-    logdir = Path(tempfile.mkdtemp(prefix="b24d-bench-"))
-    procs, server, ok = Procs(logdir), None, False
-    try:
-        server = LocalRedis().start()
-        sim = Sim(procs, CLIENT_ID, CLIENT_SECRET)
-        env = child_env(
-            REDIS_URL=server.url,
-            BITRIX24_CLIENT_ID=CLIENT_ID,
-            BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
-            BITRIX24_OAUTH_URL=sim.oauth_url,
-            BENCH_OURS_LOG_LEVEL=args.ours_log_level,
-            **OURS_ENV,
-        )
-        producer = Producer(server.url)
-        ctx = Ctx(procs, sim, producer, redis.Redis.from_url(server.url), env, args.timeout_s)
+    with session(args.timeout_s, args.ours_log_level, args.keep_logs) as ctx:
         if args.fleet_only:
             start_fleet(ctx, "worker", "celery,flush", ["ours1", "ours2"], beat=True)
             warm_ours(ctx)
             print("\n".join(fleet_report.render(fleet.run(ctx, plan.fleet))))
-            ok = True
             return 0
         res = run_all(ctx, plan)
         res.extra["ours_log_level"] = args.ours_log_level
@@ -347,15 +322,6 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.write_text(text, encoding="utf-8")
         update_readme(text)
         print(text)
-        ok = True
-    finally:
-        procs.stop()
-        if server is not None:
-            server.close()
-        if ok and not args.keep_logs:
-            shutil.rmtree(logdir, ignore_errors=True)
-        else:
-            print(f"logs kept in {logdir}", file=sys.stderr)
     return 0
 
 
