@@ -16,6 +16,8 @@ earlier are already done), so each row reads only its own calls.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,11 +156,17 @@ def _row(label: str, rate: float, sent: Sent, state: dict[str, Any], portals: se
     return row
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 @dataclass
 class FleetResults:
     plan: FleetPlan
     dense: FleetRow
     rates: list[FleetRow]
+    #: when it ran, and the load average (1, 5, 15 min) before and after: the machine is shared
+    measured: str = ""
 
     @property
     def best(self) -> FleetRow | None:
@@ -170,6 +178,7 @@ class FleetResults:
 def run(ctx: Ctx, plan: FleetPlan) -> FleetResults:
     """The dense row, then the fleet at rising rates until one is not sustained (and at
     least up to `plan.always`), within `plan.budget_s`."""
+    load_before = _load()
     dense_portals = ["dense-a", "dense-b"]
     register_many(ctx, dense_portals, DOC)
     dense_shape = [(p, line) for line in range(1, 5) for p in dense_portals]
@@ -190,4 +199,8 @@ def run(ctx: Ctx, plan: FleetPlan) -> FleetResults:
         print(f"fleet {rate:g}/s: p99 {row.p99_s}, cpu {row.cpu_ms} ms/conf", flush=True)
         if not row.sustained and rate >= plan.always:
             break
-    return FleetResults(plan, dense, rows)
+    measured = (
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, load average {load_before} before, "
+        f"{_load()} after"
+    )
+    return FleetResults(plan, dense, rows, measured)

@@ -54,11 +54,16 @@ def _checks(res: FleetResults) -> list[str]:
     return out
 
 
+TITLE = "## The fleet: many light portals"
+
+
 def render(res: FleetResults) -> list[str]:
     p = res.plan
     return [
         "",
-        "## The fleet: many light portals",
+        TITLE,
+        "",
+        f"Measured {res.measured} (this section alone: `python -m bench.run --fleet-only`).",
         "",
         f"Dense: 2 portals × 4 lines at 2/s, burst 50; {res.dense.sent:,} confirmations at once. "
         f"Fleet: {p.portals} portals × {p.lines} lines, each portal at 2/s, burst 50; "

@@ -16,10 +16,7 @@ scenarios (bench/packing.py). The tables go to stdout and to bench/results.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import re
 import signal
 import sys
 import time
@@ -27,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from b24sim import METHOD
-from bench import fleet, fleet_report, naive, packing, packing_report, report
+from bench import fleet, fleet_report, packing, packing_report, report
+from bench.baselines import baseline, noop, permitted, portal_label, probe_simulator
 from bench.context import (
-    BATCH,
     CONNECTOR,
     DOC,
     FAST,
@@ -47,12 +43,19 @@ from bench.context import (
     start_fleet,
     wait_for,
 )
-from bench.measure import Row, permitted_row, sim_row
+from bench.measure import Row, sim_row
 from worker.store.keys import Keys
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 README = RESULTS.parent.parent / "README.md"
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def replace_fleet_section(section: str) -> None:
+    """Put a fleet-only run's section in bench/results.md in place of the last one."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    head, found, _ = text.partition("\n" + fleet_report.TITLE)
+    RESULTS.write_text((head if found else text.rstrip("\n") + "\n") + section, encoding="utf-8")
 
 
 def update_readme(text: str) -> None:
@@ -110,7 +113,7 @@ def ours(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: i
     dead = dead_lettered(ctx) - dead_before
     return sim_row(
         "ours (batched pipeline)",
-        _portal_label(limits, lines),
+        portal_label(limits, lines),
         sent,
         state,
         records,
@@ -126,105 +129,6 @@ def warm_ours(ctx: Ctx) -> None:
     ours(ctx, "warm", dict(FAST), [1, 2], 40)
     # the simulator accepts before the worker settles: let the settles land before the reset
     wait_for(lambda: int(ctx.r.hget(f"{PREFIX}:stats", "delivered") or 0) >= 40, time.time() + 30)
-
-
-# -- baselines --------------------------------------------------------------------------------
-
-
-def noop(ctx: Ctx, n: int) -> Row:
-    ctx.r.delete(naive.NOOP_STATS)
-
-    def send(mid: int, line: int) -> object:
-        kwargs = {"portal": "noop", "connector": CONNECTOR, "line": line, **element(mid)}
-        return ctx.producer.app.send_task(
-            naive.NOOP_TASK, kwargs=kwargs, queue=naive.NOOP_QUEUE, retry=False
-        )
-
-    sent = enqueue(send, [1, 2, 3, 4], n, ctx.ids(n))
-
-    def done() -> int:
-        return int(ctx.r.hget(naive.NOOP_STATS, "done") or 0)
-
-    wait_for(lambda: done() >= n, sent.t0 + ctx.timeout_s, 0.05)
-    last = float(ctx.r.hget(naive.NOOP_STATS, "last_at") or time.time())
-    wall = max(last - sent.t0, 1e-9)
-    return Row(
-        scenario="no-op Celery task",
-        portal="(none)",
-        sent=n,
-        delivered=done(),
-        lost=None,
-        wall_s=wall,
-        rate=done() / wall,
-        note=f"enqueue {sent.enqueue_rate:.0f}/s",
-    )
-
-
-def baseline(
-    ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: int, cap_s: float
-) -> Row:
-    """One call per confirmation, as a Celery task each, with SDK-style 503 retries."""
-    creds = ctx.sim.add_portal(portal, limits["rate_per_s"], limits["burst"])
-    ctx.r.delete(naive.NAIVE_STATS)
-
-    def send(mid: int, line: int) -> object:
-        kwargs = {
-            "endpoint": creds["client_endpoint"],
-            "token": creds["access_token"],
-            "connector": CONNECTOR,
-            "line": line,
-            "element": element(mid),
-        }
-        return ctx.producer.app.send_task(
-            naive.NAIVE_TASK, kwargs=kwargs, queue=naive.NAIVE_QUEUE, retry=False
-        )
-
-    def settled() -> int:
-        stats = ctx.r.hgetall(naive.NAIVE_STATS)
-        return sum(int(stats.get(k, 0)) for k in (b"delivered", b"gave_up"))
-
-    cap = cap_s
-    sent = enqueue(send, lines, n, ctx.ids(n))
-    complete = wait_for(lambda: settled() >= n, sent.t0 + cap, 0.05)
-    stopped = time.time()
-    ctx.r.delete(naive.NAIVE_QUEUE)  # whatever was not attempted by the cap stays unattempted
-    state, records = sim_records(ctx, portal)
-    gave_up = int(ctx.r.hget(naive.NAIVE_STATS, "gave_up") or 0)
-    note = "" if complete else f"stopped at the {cap:.0f} s cap; {n - settled()} not settled"
-    return sim_row(
-        "naive (1 call per confirmation)",
-        _portal_label(limits, lines),
-        sent,
-        state,
-        records,
-        stopped_at=stopped,
-        lost=gave_up,
-        limits=limits,
-        note=note,
-    )
-
-
-def permitted(limits: dict[str, float], lines: list[int], n: int, our_burst: int) -> Row:
-    label = _portal_label(limits, lines)
-    return permitted_row(label, n, limits["rate_per_s"], int(limits["burst"]), BATCH, our_burst)
-
-
-def _portal_label(limits: dict[str, float], lines: list[int]) -> str:
-    return f"{limits['rate_per_s']:g}/s, burst {limits['burst']:g}; {len(lines)} lines"
-
-
-def probe_simulator(ctx: Ctx) -> str:
-    """The simulator's own ceiling on this machine, via bench/sim_throughput.py (2 s)."""
-    from bench import sim_throughput
-
-    creds = ctx.sim.add_portal("probe", 1e9, 1e9)
-    args = argparse.Namespace(threads=2, requests=20_000, seconds=2.0)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        url = creds["client_endpoint"] + METHOD
-        sim_throughput.run(args, url, creds["access_token"], ctx.sim.base_url)
-    m = re.search(r"(\d+) req/s", out.getvalue())
-    return m.group(1) if m else "?"
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -295,7 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--fleet-only",
         action="store_true",
-        help="only the fleet table (bench/fleet.py), printed, bench/results.md left alone",
+        help="only the fleet table (bench/fleet.py): printed, and (unless --quick) in place of "
+        "bench/results.md's fleet section",
     )
     return ap.parse_args(argv)
 
@@ -312,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.fleet_only:
             start_fleet(ctx, "worker", "celery,flush", ["ours1", "ours2"], beat=True)
             warm_ours(ctx)
-            print("\n".join(fleet_report.render(fleet.run(ctx, plan.fleet))))
+            section = "\n".join(fleet_report.render(fleet.run(ctx, plan.fleet))) + "\n"
+            if not args.quick:
+                replace_fleet_section(section)
+            print(section)
             return 0
         res = run_all(ctx, plan)
         res.extra["ours_log_level"] = args.ours_log_level
