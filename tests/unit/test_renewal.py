@@ -15,7 +15,7 @@ from worker.flush.renewal import THREAD_NAME, Renewer
 
 
 class Recorder:
-    """A renew function: counts calls per lease; `gone` leases answer not-ours."""
+    """A renew function: counts renewals per lease; `gone` leases are not ours any more."""
 
     def __init__(self, gone: frozenset[str] = frozenset(), fail_first: int = 0) -> None:
         self.calls: Counter[Any] = Counter()
@@ -23,13 +23,13 @@ class Recorder:
         self.fail_first = fail_first
         self.lock = threading.Lock()
 
-    def __call__(self, lease: Any) -> bool:
+    def __call__(self, leases: list[Any]) -> list[Any]:
         with self.lock:
-            self.calls[lease] += 1
+            self.calls.update(leases)
             if self.fail_first > 0:
                 self.fail_first -= 1
                 raise redis.ConnectionError("down")
-        return lease not in self.gone
+        return [lease for lease in leases if lease not in self.gone]
 
 
 def test_a_held_lease_is_renewed_until_its_flush_ends() -> None:

@@ -33,13 +33,14 @@ log = structlog.stdlib.get_logger("worker.flush.renewal")
 THREAD_NAME = "b24d-lease-renewal"
 
 
-Renew = Callable[[Lease], bool]
+#: leases -> those still ours (extended)
+Renew = Callable[[list[Lease]], list[Lease]]
 
 
 @dataclass
 class _Holding:
     leases: list[Lease]
-    renew: Renew  # lease -> still ours (extended)
+    renew: Renew
     every_s: float
     due: float  # time.monotonic() of the next renewal
 
@@ -92,7 +93,7 @@ class Renewer:
         while True:
             for key, leases, renew in self._due():
                 try:
-                    live = [lease for lease in leases if renew(lease)]
+                    live = renew(leases)
                 except redis.RedisError as exc:  # the next round may reach Redis again
                     log.warning("lease renewal failed", error=type(exc).__name__)
                     continue
@@ -108,4 +109,8 @@ def renewing(rt: Runtime, leases: list[Lease]) -> contextlib.AbstractContextMana
     """Keep `leases` renewed every third of DELIVERY_LEASE_TTL_S while the block runs, by this
     process's renewal thread."""
     held = per_process("lease-renewer", Renewer)
-    return held.holding(leases, rt.buffer.renew, rt.settings.lease_ttl_s / 3)
+
+    def renew(held_leases: list[Lease]) -> list[Lease]:
+        return [lease for lease in held_leases if rt.buffer.renew(lease)]
+
+    return held.holding(leases, renew, rt.settings.lease_ttl_s / 3)
