@@ -25,6 +25,7 @@ from typing import Any
 from bench import meter
 from bench.context import CONNECTOR, DOC, WINDOW_S, Ctx, element, register_many, wait_for
 from bench.measure import Sent, first_arrivals, percentile
+from worker.names import FLUSH_QUEUE, INGEST_QUEUE
 
 #: the budget share is measured over this window, against the documented 2/s
 SHARE_WINDOW_S = 10.0
@@ -66,6 +67,7 @@ class FleetRow:
     p99_s: float | None
     max_calls_10s: int  # the most calls any portal got in any 10 s
     portals_over: int  # portals that got more than MAX_CALLS_PER_WINDOW in some 10 s
+    backlog: tuple[int, int] = (0, 0)  # the longest ingest and flush queues seen, sampled each s
     notes: list[str] = field(default_factory=list)
 
     def per_conf(self, value: float) -> float | None:
@@ -95,12 +97,26 @@ def max_in_window(times: list[float], window_s: float = SHARE_WINDOW_S) -> int:
     return best
 
 
-def _paced(ctx: Ctx, shape: list[tuple[str, int]], n: int, rate: float) -> Sent:
+class Backlog:
+    """The longest ingest (`celery`) and flush queues seen, sampled at most once a second."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx, self.most, self.next_at = ctx, (0, 0), 0.0
+
+    def sample(self) -> None:
+        if time.time() >= self.next_at:
+            self.next_at = time.time() + 1.0
+            now = (int(self.ctx.r.llen(INGEST_QUEUE)), int(self.ctx.r.llen(FLUSH_QUEUE)))
+            self.most = (max(self.most[0], now[0]), max(self.most[1], now[1]))
+
+
+def _paced(ctx: Ctx, shape: list[tuple[str, int]], n: int, rate: float, backlog: Backlog) -> Sent:
     """n confirmations spread evenly over `shape`'s (portal, line) pairs; `rate` per second
     (0: as fast as the producer goes)."""
     base, sent = ctx.ids(n), Sent(t0=time.time())
     for i in range(n):
         due = sent.t0 + i / rate if rate else 0.0
+        backlog.sample()
         if due > time.time():
             time.sleep(due - time.time())
         portal, line = shape[i % len(shape)]
@@ -121,14 +137,21 @@ def measure(ctx: Ctx, label: str, shape: list[tuple[str, int]], n: int, rate: fl
     so that the next row starts on an idle pipeline."""
     portals = {p for p, _ in shape}
     ctx.sim._call("POST", "clear_records", None)
-    before = meter.read(ctx)
-    sent = _paced(ctx, shape, n, rate)
-    drained = wait_for(lambda: _arrived(ctx) >= n, sent.t_end + drain_s, 0.2)
+    before, backlog = meter.read(ctx), Backlog(ctx)
+    sent = _paced(ctx, shape, n, rate, backlog)
+
+    def arrived() -> bool:
+        backlog.sample()
+        return _arrived(ctx) >= n
+
+    drained = wait_for(arrived, sent.t_end + drain_s, 0.2)
     used = meter.read(ctx) - before
     state = ctx.sim.state(records=True)
     if not drained:
         wait_for(lambda: _arrived(ctx) >= n, time.time() + settle_cap_s, 0.5)
-    return _row(label, rate, sent, state, portals, used, drained, drain_s)
+    row = _row(label, rate, sent, state, portals, used, drained, drain_s)
+    row.backlog = backlog.most
+    return row
 
 
 def _row(label: str, rate: float, sent: Sent, state: dict[str, Any], portals: set[str],

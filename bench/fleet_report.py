@@ -8,8 +8,8 @@ from bench.report import fmt
 COLUMNS = (
     "shape", "offered conf/s", "sent", "delivered", "HTTP calls", "calls / conf", "`batch` calls",
     "503s", "Celery tasks / conf", "worker CPU ms / conf", "p50 lat s", "p99 lat s",
-    "max calls / portal / 10 s", "largest budget share", "portals over 5 / 10 s", "sustained",
-    "note",
+    "max calls / portal / 10 s", "largest budget share", "portals over 5 / 10 s",
+    "longest queue: ingest / flush", "sustained", "note",
 )  # fmt: skip
 
 
@@ -20,7 +20,8 @@ def _cells(row: FleetRow) -> list[str]:
         fmt(row.per_conf(row.calls), 3), fmt(row.batch_requests), fmt(row.r503),
         fmt(row.per_conf(row.used.tasks), 2), fmt(row.cpu_ms, 2), fmt(row.p50_s, 2),
         fmt(row.p99_s, 2), fmt(row.max_calls_10s), f"{row.share:.0%}", fmt(row.portals_over),
-        "yes" if row.sustained else "no", "; ".join(row.notes),
+        f"{row.backlog[0]:,} / {row.backlog[1]:,}", "yes" if row.sustained else "no",
+        "; ".join(row.notes),
     ]  # fmt: skip
 
 
@@ -86,6 +87,9 @@ def render(res: FleetResults) -> list[str]:
         f"- *sustained*: everything arrived within {p.drain_s:g} s of the last enqueue and p99 "
         f"latency ≤ the flush window + 2 s ({GOAL_P99_S:g} s). The dense row's latency and "
         "calls per portal are bound by the portals' budget (all at once), not by the worker.",
+        "- *longest queue*: the most messages waiting in the ingest (`celery`) and `flush` "
+        "queues, sampled once a second while offered and draining (a flush trigger with a "
+        "countdown waits in a worker, not in the queue).",
         "- The machine is shared (2 cores, other work running): CPU and latency figures are "
         "noisy; compare rows of one run.",
     ]
