@@ -117,8 +117,9 @@ def _paced(ctx: Ctx, shape: list[tuple[str, int]], n: int, rate: float, backlog:
     for i in range(n):
         due = sent.t0 + i / rate if rate else 0.0
         backlog.sample()
-        if due > time.time():
-            time.sleep(due - time.time())
+        wait = due - time.time()
+        if wait > 0:
+            time.sleep(wait)
         portal, line = shape[i % len(shape)]
         sent.enqueued[base + i] = time.time()
         ctx.producer.confirm(portal=portal, connector=CONNECTOR, line=line, **element(base + i))

@@ -69,9 +69,9 @@ def _paced(
     enqueued: dict[int, float] = {}
     t0 = time.time()
     for i in range(n):
-        due = t0 + i / rate
-        if due > time.time():
-            time.sleep(due - time.time())
+        wait = t0 + i / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
         enqueued[base + i] = time.time()
         send(base + i, 1 + i % lines)
     return enqueued

@@ -26,7 +26,7 @@ import structlog
 
 from worker.perprocess import per_process
 from worker.runtime import Runtime
-from worker.store.buffer import Lease
+from worker.store.replies import Lease
 
 log = structlog.stdlib.get_logger("worker.flush.renewal")
 
@@ -109,8 +109,4 @@ def renewing(rt: Runtime, leases: list[Lease]) -> contextlib.AbstractContextMana
     """Keep `leases` renewed every third of DELIVERY_LEASE_TTL_S while the block runs, by this
     process's renewal thread."""
     held = per_process("lease-renewer", Renewer)
-
-    def renew(held_leases: list[Lease]) -> list[Lease]:
-        return [lease for lease in held_leases if rt.buffer.renew(lease)]
-
-    return held.holding(leases, renew, rt.settings.lease_ttl_s / 3)
+    return held.holding(leases, rt.buffer.renew_all, rt.settings.lease_ttl_s / 3)
