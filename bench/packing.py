@@ -15,19 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import naive
-from bench.measure import first_arrivals, percentile
-
-if TYPE_CHECKING:
-    from bench.run import Ctx
-
-PREFIX = "b24d"
-CONNECTOR = "benchconn"
-DOC = {"rate_per_s": 2.0, "burst": 50}
-FAST = {"rate_per_s": 1000.0, "burst": 1000}
-WINDOW_S = 1.0  # the pipeline's default DELIVERY_FLUSH_WINDOW_S, as the bench runs it
+from bench.context import CONNECTOR, DOC, FAST, PREFIX, Ctx
+from bench.context import register as register_portal
+from bench.measure import Sent, first_arrivals, percentile
 
 
 @dataclass(frozen=True)
@@ -76,9 +69,9 @@ def _paced(
     enqueued: dict[int, float] = {}
     t0 = time.time()
     for i in range(n):
-        due = t0 + i / rate
-        if due > time.time():
-            time.sleep(due - time.time())
+        wait = t0 + i / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
         enqueued[base + i] = time.time()
         send(base + i, 1 + i % lines)
     return enqueued
@@ -102,14 +95,7 @@ def _dead(ctx: Ctx) -> int:
 
 
 def register(ctx: Ctx, portal: str, limits: dict[str, float], packing: str) -> dict[str, Any]:
-    creds = ctx.sim.add_portal(portal, limits["rate_per_s"], limits["burst"])
-    extra: dict[str, Any] = {"packing": packing}
-    if limits is not DOC:
-        extra |= {"rate_per_s": limits["rate_per_s"], "rate_burst": int(limits["burst"])}
-    ctx.producer.register_portal(**creds, **extra)
-    if not _wait(lambda: ctx.r.sismember(f"{PREFIX}:portals", portal), time.time() + 30):
-        raise RuntimeError(f"portal {portal} was not registered; see {ctx.procs.logdir}")
-    return creds
+    return register_portal(ctx, portal, limits, packing=packing)
 
 
 def _row(
@@ -117,8 +103,6 @@ def _row(
     note: str = "",
 ) -> PackRow:  # fmt: skip
     state, records = _portal(ctx, portal)
-    from bench.measure import Sent
-
     first = first_arrivals(records, Sent(enqueued=enqueued))
     latencies = sorted(first[m] - enqueued[m] for m in first)
     t0 = min(enqueued.values())
@@ -183,7 +167,7 @@ def _all_at_once(ctx: Ctx, portal: str, n: int, lines: int) -> dict[int, float]:
             portal=portal, connector=CONNECTOR, line=1 + i % lines, **_element(mid)
         )
     accepted = lambda: int(ctx.sim.state(records=False)["portals"][portal]["accepted"])  # noqa: E731
-    _wait(lambda: accepted() >= n, time.time() + ctx.plan.timeout_s, 0.05)
+    _wait(lambda: accepted() >= n, time.time() + ctx.timeout_s, 0.05)
     return enqueued
 
 
@@ -278,7 +262,7 @@ class Results:
     plan: SparsePlan
 
 
-def run_ours(ctx: Ctx, plan: SparsePlan, n_dense: int, n_ingest: int) -> Results:
+def run_ours(ctx: Ctx, plan: SparsePlan, n_dense: int, n_ingest: int, n_one: int) -> Results:
     """The scenarios that run on the pipeline's workers (the naive one runs on its own fleet)."""
     sparse = {
         "per_line": ours_sparse(ctx, plan, "off"),
@@ -286,5 +270,5 @@ def run_ours(ctx: Ctx, plan: SparsePlan, n_dense: int, n_ingest: int) -> Results
     }
     dense = dense_packed(ctx, n_dense)
     fb, info = fallback(ctx)
-    ingest = [ingest_many(ctx, n_ingest), ingest_one(ctx, min(n_ingest, ctx.plan.n))]
+    ingest = [ingest_many(ctx, n_ingest), ingest_one(ctx, min(n_ingest, n_one))]
     return Results(sparse, dense, fb, info, ingest, plan)

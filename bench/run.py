@@ -16,55 +16,46 @@ scenarios (bench/packing.py). The tables go to stdout and to bench/results.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-import redis
-
-from b24producer import Producer
-from b24sim import METHOD
-from bench import naive, packing, packing_report, report
-from bench.measure import Row, Sent, permitted_row, sim_row
-from bench.procs import Sim, celery_worker
-from devtools.procs import Procs, WaitTimeout, child_env
-from devtools.procs import wait_for as procs_wait_for
-from devtools.redis_local import LocalRedis
+from bench import fleet, fleet_report, packing, packing_report, report
+from bench.baselines import baseline, noop, permitted, portal_label, probe_simulator
+from bench.context import (
+    CONNECTOR,
+    DOC,
+    FAST,
+    OUR_BURST,
+    PREFIX,
+    Ctx,
+    accepted,
+    dead_lettered,
+    element,
+    enqueue,
+    register,
+    session,
+    sim_records,
+    start_fleet,
+    wait_for,
+)
+from bench.measure import Row, sim_row
 from worker.store.keys import Keys
 
-CLIENT_ID = "app.bench"
-CLIENT_SECRET = "bench-secret"
-PREFIX = "b24d"
-CONNECTOR = "benchconn"
-BATCH = 50
-OUR_BURST = 45  # the pipeline's default: 5 calls of the portal's 50 left for other callers
-DOC = {"rate_per_s": 2.0, "burst": 50}  # the documented portal (limits.md)
-FAST = {"rate_per_s": 1000.0, "burst": 1000}
-OURS_ENV = {  # the documented defaults, spelled out so the table and the workers agree
-    "DELIVERY_KEY_PREFIX": PREFIX,
-    "DELIVERY_BATCH_SIZE": str(BATCH),
-    "DELIVERY_FLUSH_WINDOW_S": "1.0",
-    "DELIVERY_RATE_PER_S": "2.0",
-    "DELIVERY_RATE_BURST": str(OUR_BURST),
-    "DELIVERY_PORTAL_MAX_INFLIGHT": "2",
-    "DELIVERY_SWEEP_INTERVAL_S": "1.0",
-    "DELIVERY_LOG_FORMAT": "json",
-    "DELIVERY_ALLOWED_ENDPOINT_NETWORKS": "public,loopback",  # the simulator is on 127.0.0.1
-}
 RESULTS = Path(__file__).resolve().parent / "results.md"
 README = RESULTS.parent.parent / "README.md"
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def replace_fleet_section(section: str) -> None:
+    """Put a fleet-only run's section in bench/results.md in place of the last one."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    head, found, _ = text.partition("\n" + fleet_report.TITLE)
+    RESULTS.write_text((head if found else text.rstrip("\n") + "\n") + section, encoding="utf-8")
 
 
 def update_readme(text: str) -> None:
@@ -87,6 +78,7 @@ class Plan:
     timeout_s: float
     sparse: packing.SparsePlan
     n_ingest: int
+    fleet: fleet.FleetPlan
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -99,102 +91,29 @@ class Plan:
             timeout_s=args.timeout_s,
             sparse=packing.SparsePlan(duration_s=15.0 if quick else 60.0),
             n_ingest=5000 if quick else 20_000,
+            fleet=fleet.FleetPlan.quick() if quick else fleet.FleetPlan(),
         )
-
-
-@dataclass
-class Ctx:
-    plan: Plan
-    procs: Procs
-    sim: Sim
-    producer: Producer
-    r: redis.Redis
-    env: dict[str, str]
-    next_id: int = 1
-    packed: packing.Results | None = None
-
-    def ids(self, n: int) -> int:
-        base, self.next_id = self.next_id, self.next_id + n
-        return base
-
-
-def element(mid: int) -> dict[str, Any]:
-    return {
-        "im": {"chat_id": 1, "message_id": mid},
-        "message": {"id": [f"ext-{mid}"], "date": 1738065600},
-        "chat": {"id": "c"},
-    }
-
-
-def enqueue(send: Callable[[int, int], object], lines: list[int], n: int, base: int) -> Sent:
-    sent = Sent(t0=time.time())
-    for i in range(n):
-        mid = base + i
-        sent.enqueued[mid] = time.time()
-        send(mid, lines[i % len(lines)])
-    sent.t_end = time.time()
-    return sent
-
-
-def wait_for(done: Callable[[], bool], deadline: float, poll_s: float = 0.1) -> bool:
-    """True once `done()` holds, False when the wall-clock `deadline` passed first."""
-    try:
-        return bool(procs_wait_for(done, max(0.0, deadline - time.time()), interval_s=poll_s))
-    except WaitTimeout:
-        return False
-
-
-def accepted(ctx: Ctx, portal: str) -> int:
-    return int(ctx.sim.state(records=False)["portals"][portal]["accepted"])
-
-
-def sim_records(ctx: Ctx, portal: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    state = ctx.sim.state(records=True)
-    return state["portals"][portal], [r for r in state["accepted"] if r["member_id"] == portal]
-
-
-def start_fleet(ctx: Ctx, app: str, queues: str, names: list[str], beat: bool) -> list[Any]:
-    fleet = [
-        celery_worker(ctx.procs, app, name, queues, ctx.env, beat and i == 0)
-        for i, name in enumerate(names)
-    ]
-    want = {f"{name}@bench" for name in names}
-    deadline = time.time() + 60
-    while True:
-        if any(not child.alive() for child in fleet) or time.time() > deadline:
-            raise RuntimeError(f"{app} workers did not start; see {ctx.procs.logdir}")
-        replies = ctx.producer.app.control.ping(destination=sorted(want), timeout=1.0)
-        if want <= {name for reply in replies for name in reply}:
-            return fleet
 
 
 # -- ours -------------------------------------------------------------------------------------
 
 
-def register(ctx: Ctx, portal: str, limits: dict[str, float], own_budget: bool) -> None:
-    creds = ctx.sim.add_portal(portal, limits["rate_per_s"], limits["burst"])
-    extra = {"rate_per_s": limits["rate_per_s"], "rate_burst": int(limits["burst"])}
-    ctx.producer.register_portal(**creds, **(extra if own_budget else {}))
-    if not wait_for(lambda: ctx.r.sismember(Keys(PREFIX).portals, portal), time.time() + 30):
-        raise RuntimeError(f"portal {portal} was not registered; see {ctx.procs.logdir}")
-
-
 def ours(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: int) -> Row:
     """The real pipeline: N x delivery.confirm, until the simulator accepted them all."""
-    register(ctx, portal, limits, own_budget=limits is not DOC)
-    dead_before = int(ctx.r.hget(Keys(PREFIX).stats, "dead_lettered") or 0)
+    register(ctx, portal, limits)
+    dead_before = dead_lettered(ctx)
 
     def send(mid: int, line: int) -> object:
         return ctx.producer.confirm(portal=portal, connector=CONNECTOR, line=line, **element(mid))
 
     sent = enqueue(send, lines, n, ctx.ids(n))
-    wait_for(lambda: accepted(ctx, portal) >= n, sent.t0 + ctx.plan.timeout_s, 0.05)
+    wait_for(lambda: accepted(ctx, portal) >= n, sent.t0 + ctx.timeout_s, 0.05)
     stopped = time.time()
     state, records = sim_records(ctx, portal)
-    dead = int(ctx.r.hget(Keys(PREFIX).stats, "dead_lettered") or 0) - dead_before
+    dead = dead_lettered(ctx) - dead_before
     return sim_row(
         "ours (batched pipeline)",
-        _portal_label(limits, lines),
+        portal_label(limits, lines),
         sent,
         state,
         records,
@@ -212,130 +131,43 @@ def warm_ours(ctx: Ctx) -> None:
     wait_for(lambda: int(ctx.r.hget(f"{PREFIX}:stats", "delivered") or 0) >= 40, time.time() + 30)
 
 
-# -- baselines --------------------------------------------------------------------------------
-
-
-def noop(ctx: Ctx, n: int) -> Row:
-    ctx.r.delete(naive.NOOP_STATS)
-
-    def send(mid: int, line: int) -> object:
-        kwargs = {"portal": "noop", "connector": CONNECTOR, "line": line, **element(mid)}
-        return ctx.producer.app.send_task(
-            naive.NOOP_TASK, kwargs=kwargs, queue=naive.NOOP_QUEUE, retry=False
-        )
-
-    sent = enqueue(send, [1, 2, 3, 4], n, ctx.ids(n))
-
-    def done() -> int:
-        return int(ctx.r.hget(naive.NOOP_STATS, "done") or 0)
-
-    wait_for(lambda: done() >= n, sent.t0 + ctx.plan.timeout_s, 0.05)
-    last = float(ctx.r.hget(naive.NOOP_STATS, "last_at") or time.time())
-    wall = max(last - sent.t0, 1e-9)
-    return Row(
-        scenario="no-op Celery task",
-        portal="(none)",
-        sent=n,
-        delivered=done(),
-        lost=None,
-        wall_s=wall,
-        rate=done() / wall,
-        note=f"enqueue {sent.enqueue_rate:.0f}/s",
-    )
-
-
-def baseline(ctx: Ctx, portal: str, limits: dict[str, float], lines: list[int], n: int) -> Row:
-    """One call per confirmation, as a Celery task each, with SDK-style 503 retries."""
-    creds = ctx.sim.add_portal(portal, limits["rate_per_s"], limits["burst"])
-    ctx.r.delete(naive.NAIVE_STATS)
-
-    def send(mid: int, line: int) -> object:
-        kwargs = {
-            "endpoint": creds["client_endpoint"],
-            "token": creds["access_token"],
-            "connector": CONNECTOR,
-            "line": line,
-            "element": element(mid),
-        }
-        return ctx.producer.app.send_task(
-            naive.NAIVE_TASK, kwargs=kwargs, queue=naive.NAIVE_QUEUE, retry=False
-        )
-
-    def settled() -> int:
-        stats = ctx.r.hgetall(naive.NAIVE_STATS)
-        return sum(int(stats.get(k, 0)) for k in (b"delivered", b"gave_up"))
-
-    cap = ctx.plan.naive_doc_cap_s if limits is DOC else ctx.plan.timeout_s
-    sent = enqueue(send, lines, n, ctx.ids(n))
-    complete = wait_for(lambda: settled() >= n, sent.t0 + cap, 0.05)
-    stopped = time.time()
-    ctx.r.delete(naive.NAIVE_QUEUE)  # whatever was not attempted by the cap stays unattempted
-    state, records = sim_records(ctx, portal)
-    gave_up = int(ctx.r.hget(naive.NAIVE_STATS, "gave_up") or 0)
-    note = "" if complete else f"stopped at the {cap:.0f} s cap; {n - settled()} not settled"
-    return sim_row(
-        "naive (1 call per confirmation)",
-        _portal_label(limits, lines),
-        sent,
-        state,
-        records,
-        stopped_at=stopped,
-        lost=gave_up,
-        limits=limits,
-        note=note,
-    )
-
-
-def permitted(limits: dict[str, float], lines: list[int], n: int, our_burst: int) -> Row:
-    label = _portal_label(limits, lines)
-    return permitted_row(label, n, limits["rate_per_s"], int(limits["burst"]), BATCH, our_burst)
-
-
-def _portal_label(limits: dict[str, float], lines: list[int]) -> str:
-    return f"{limits['rate_per_s']:g}/s, burst {limits['burst']:g}; {len(lines)} lines"
-
-
-def probe_simulator(ctx: Ctx) -> str:
-    """The simulator's own ceiling on this machine, via bench/sim_throughput.py (2 s)."""
-    from bench import sim_throughput
-
-    creds = ctx.sim.add_portal("probe", 1e9, 1e9)
-    args = argparse.Namespace(threads=2, requests=20_000, seconds=2.0)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        url = creds["client_endpoint"] + METHOD
-        sim_throughput.run(args, url, creds["access_token"], ctx.sim.base_url)
-    m = re.search(r"(\d+) req/s", out.getvalue())
-    return m.group(1) if m else "?"
-
-
 # -- the run ----------------------------------------------------------------------------------
 
 
-def run_all(ctx: Ctx) -> tuple[dict[str, Row], dict[str, str]]:
-    plan, rows, extra = ctx.plan, {}, {"load_before": _load()}
-    fleet = start_fleet(ctx, "worker", "celery,flush", ["ours1", "ours2"], beat=True)
+@dataclass
+class Results:
+    rows: dict[str, Row]
+    extra: dict[str, str]
+    packed: packing.Results
+    fleet: fleet.FleetResults
+
+
+def run_all(ctx: Ctx, plan: Plan) -> Results:
+    rows, extra = {}, {"load_before": _load()}
+    workers = start_fleet(ctx, "worker", "celery,flush", ["ours1", "ours2"], beat=True)
     warm_ours(ctx)
     ctx.r.delete(Keys(PREFIX).stats)
     rows["ours_doc"] = ours(ctx, "doc-ours", DOC, [1, 2], plan.n_doc)
     rows["ours_fast"] = ours(ctx, "fast-ours", FAST, [1, 2, 3, 4], plan.n)
     extra["pipeline_stats"] = _stats(ctx)
-    packed = packing.run_ours(ctx, plan.sparse, plan.n_doc, plan.n_ingest)
-    ctx.procs.stop(fleet)
-    fleet = start_fleet(ctx, "bench.naive", "naive,noop", ["naive1", "naive2"], beat=False)
+    packed = packing.run_ours(ctx, plan.sparse, plan.n_doc, plan.n_ingest, plan.n)
+    fleet_res = fleet.run(ctx, plan.fleet)
+    ctx.procs.stop(workers)
+    start_fleet(ctx, "bench.naive", "naive,noop", ["naive1", "naive2"], beat=False)
     noop(ctx, 40)  # warm-up
     rows["noop"] = noop(ctx, plan.n)
-    rows["naive_fast"] = baseline(ctx, "fast-naive", FAST, [1, 2, 3, 4], plan.n)
-    rows["naive_doc"] = baseline(ctx, "doc-naive", DOC, [1, 2], plan.n_naive_doc)
+    rows["naive_fast"] = baseline(ctx, "fast-naive", FAST, [1, 2, 3, 4], plan.n, ctx.timeout_s)
+    rows["naive_doc"] = baseline(
+        ctx, "doc-naive", DOC, [1, 2], plan.n_naive_doc, plan.naive_doc_cap_s
+    )
     packed.sparse["naive"] = packing.naive_sparse(ctx, plan.sparse)
-    ctx.procs.stop(fleet)
+    ctx.procs.stop(ctx.workers or [])
     rows["perm_doc"] = permitted(DOC, [1, 2], plan.n_doc, OUR_BURST)
     rows["perm_fast"] = permitted(FAST, [1, 2, 3, 4], plan.n, int(FAST["burst"]))
     extra["sim_req_s"] = probe_simulator(ctx)
     extra["load_after"] = _load()
     extra["redis_version"] = str(ctx.r.info("server").get("redis_version", "?"))
-    ctx.packed = packed
-    return rows, extra
+    return Results(rows, extra, packed, fleet_res)
 
 
 def _load() -> str:
@@ -364,6 +196,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="celery -l of our workers (at info each task logs two lines through structlog)",
     )
     ap.add_argument("--keep-logs", action="store_true", help="keep worker and simulator logs")
+    ap.add_argument(
+        "--fleet-only",
+        action="store_true",
+        help="only the fleet table (bench/fleet.py): printed, and (unless --quick) in place of "
+        "bench/results.md's fleet section",
+    )
     return ap.parse_args(argv)
 
 
@@ -375,38 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = Plan.from_args(args)
     signal.signal(signal.SIGTERM, _interrupted)
-    logdir = Path(tempfile.mkdtemp(prefix="b24d-bench-"))
-    procs, server, ok = Procs(logdir), None, False
-    try:
-        server = LocalRedis().start()
-        sim = Sim(procs, CLIENT_ID, CLIENT_SECRET)
-        env = child_env(
-            REDIS_URL=server.url,
-            BITRIX24_CLIENT_ID=CLIENT_ID,
-            BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
-            BITRIX24_OAUTH_URL=sim.oauth_url,
-            BENCH_OURS_LOG_LEVEL=args.ours_log_level,
-            **OURS_ENV,
-        )
-        producer = Producer(server.url)
-        ctx = Ctx(plan, procs, sim, producer, redis.Redis.from_url(server.url), env)
-        rows, extra = run_all(ctx)
-        extra["ours_log_level"] = args.ours_log_level
-        text = report.render(plan, rows, extra, quick=args.quick)
-        if ctx.packed is not None:
-            text += "\n".join(packing_report.render(ctx.packed, rows)) + "\n"
+    with session(args.timeout_s, args.ours_log_level, args.keep_logs) as ctx:
+        if args.fleet_only:
+            start_fleet(ctx, "worker", "celery,flush", ["ours1", "ours2"], beat=True)
+            warm_ours(ctx)
+            section = "\n".join(fleet_report.render(fleet.run(ctx, plan.fleet))) + "\n"
+            if not args.quick:
+                replace_fleet_section(section)
+            print(section)
+            return 0
+        res = run_all(ctx, plan)
+        res.extra["ours_log_level"] = args.ours_log_level
+        text = report.render(plan, res.rows, res.extra, quick=args.quick)
+        text += "\n".join(packing_report.render(res.packed, res.rows)) + "\n"
+        text += "\n".join(fleet_report.render(res.fleet)) + "\n"
         RESULTS.write_text(text, encoding="utf-8")
         update_readme(text)
         print(text)
-        ok = True
-    finally:
-        procs.stop()
-        if server is not None:
-            server.close()
-        if ok and not args.keep_logs:
-            shutil.rmtree(logdir, ignore_errors=True)
-        else:
-            print(f"logs kept in {logdir}", file=sys.stderr)
     return 0
 
 

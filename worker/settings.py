@@ -119,9 +119,9 @@ class Settings:
     dedup_window_s: float = 600.0
     #: rejected payloads kept for the operator (`b24-delivery rejected`)
     rejected_keep: int = 10_000
-    #: `off`, or `batch`: pack a portal's due groups into one `batch` request (portal.register
-    #: may override it per portal)
-    packing: str = "off"
+    #: `batch` (the default): a portal's ready groups go in one `batch` request; `off`: one group
+    #: per request (portal.register may override it per portal)
+    packing: str = "batch"
     #: groups packed into one `batch` request (the platform's limit is 50 commands)
     pack_groups: int = 50
     #: the share of each portal's sustained rate the fleet spends while its batches are not full

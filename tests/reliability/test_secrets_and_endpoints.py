@@ -57,6 +57,8 @@ def test_no_secret_appears_anywhere(
     p = producer(redis_url)
     workers = [spawn(fleet, concurrency=2, beat=True)]
     wait_ready(workers)
+    # as Flower does while it runs (workers send no task events else); replies: they have it
+    p.app.control.enable_events(reply=True, timeout=5.0)
     with _Events(p.app) as events:
         creds = {
             "s1": sim.add_portal(PortalConfig(member_id="s1")),

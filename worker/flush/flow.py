@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import threading
-from collections.abc import Iterator
 
 import redis
 import structlog
 
 from worker.errors import PortalError
-from worker.flush import request
+from worker.flush import renewal, request
 from worker.flush.policy import OWN_CODES, Outcome
 from worker.flush.settle import after_refresh, failed, refresh, settle
 from worker.runtime import Runtime
@@ -48,32 +46,10 @@ class Flushed(enum.StrEnum):
     PACKED = "packed"
 
 
-@contextlib.contextmanager
-def renewing(rt: Runtime, leases: list[Lease]) -> Iterator[None]:
-    """Renew every lease in `leases` every third of DELIVERY_LEASE_TTL_S from one thread while
-    the block runs.
-
-    A lease is short (a killed flusher's items return within seconds), so a live call that
-    takes longer keeps it by renewal; a lease a renewal finds gone is dropped from the round,
-    and the thread stops when none is left.
-    """
-    done = threading.Event()
-
-    def renew() -> None:
-        live = list(leases)
-        while live and not done.wait(rt.settings.lease_ttl_s / 3):
-            try:
-                live = rt.buffer.renew_all(live)
-            except redis.RedisError as exc:  # the next round may reach Redis again
-                log.warning("lease renewal failed", error=type(exc).__name__)
-
-    thread = threading.Thread(target=renew, name="b24d-lease-renewal", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=5)
+def renewing(rt: Runtime, leases: list[Lease]) -> contextlib.AbstractContextManager[None]:
+    """Renew every lease in `leases` every third of DELIVERY_LEASE_TTL_S while the block runs
+    (worker/flush/renewal.py: one thread per process does it for every flush)."""
+    return renewal.renewing(rt, leases)
 
 
 def flush(rt: Runtime, group: Group, own_task_id: str) -> Flushed:

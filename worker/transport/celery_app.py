@@ -67,9 +67,14 @@ def create_app(settings: Settings) -> Celery:
         # A backstop for memory: a pool process that grew past the limit (a leak, one huge
         # answer) is replaced after its task ends (KiB here; DELIVERY_WORKER_MAX_MEMORY_MIB).
         worker_max_memory_per_child=settings.worker_max_memory_mib * 1024 or None,
-        # Flower: task and worker events, and sent events for the producer side.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events off unless someone watches: each one is a publish to Redis (and, in
+        # kombu, a new client) from the worker's consumer loop, and they were the largest cost
+        # of a light portal's confirmation (docs/benchmarks.md). Flower, while it runs, turns
+        # them on in every worker (its `enable_events`, every few seconds); `celery worker -E`
+        # keeps them on always. The worker's own flush triggers send no `task-sent` event
+        # (one more publish per trigger); the producer helper's tasks still do.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         # Two queues named for their work (declared in worker/transport/config.py). The worker
         # consumes both, in rotation, so a flood of confirmations on `celery` never starves
         # `flush`. Large fleets can also run dedicated `-Q flush` workers.

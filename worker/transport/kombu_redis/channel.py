@@ -112,6 +112,8 @@ class Channel(kombu_redis.Channel):
     #: kombu's own BRPOP and visibility timeout)
     consumer_ttl: float = 0.0
     from_transport_options = (*kombu_redis.Channel.from_transport_options, "consumer_ttl")
+    #: the client `_create_client` keeps for the channel's pool
+    _sync_client: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -263,6 +265,19 @@ class Channel(kombu_redis.Channel):
     def close(self) -> None:
         self._stopped.set()
         super().close()
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """kombu builds a new redis client for every publish and every ack
+        (`conn_or_acquire`); a client is a thin wrapper of the channel's pool, but building one
+        (redis-py fills its response-callback table) cost more CPU than the command it sent
+        (docs/benchmarks.md). One per pool is kept; a new pool (a reconnect) gets a new one."""
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        pool = self.pool
+        client = self._sync_client
+        if client is None or client.connection_pool is not pool:
+            client = self._sync_client = super()._create_client()
+        return client
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection is None or self.connection.client is None:
