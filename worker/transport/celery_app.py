@@ -104,6 +104,14 @@ def create_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
 
+    _connect_signals(settings)
+    return app
+
+
+def _connect_signals(settings: Settings) -> None:
+    """What a worker and beat do at start: logs through the redacting pipeline from the first
+    line, Sentry when set, and the checks that refuse to start (kombu's release, token keys)."""
+
     def setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
         """Celery's own log records go through our redacting structlog pipeline, at `-l`'s
         level."""
@@ -144,4 +152,3 @@ def create_app(settings: Settings) -> Celery:
         startup_check(settings)
 
     signals.worker_init.connect(check_token_keys, weak=False)
-    return app
