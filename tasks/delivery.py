@@ -1,5 +1,5 @@
-"""`delivery.confirm`, `delivery.confirm_many` (public); `delivery.flush`, `delivery.sweep`
-(internal)."""
+"""`delivery.confirm`, `delivery.confirm_many` (public); `delivery.flush`, `delivery.flush_tick`,
+`delivery.sweep` (internal)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from worker import app, get_settings
 from worker import runtime as _runtime
 from worker.errors import InvalidInput
 from worker.flush.flow import flush as flush_portal
+from worker.flush.tick import flush_tick as flush_the_tick
 from worker.ingest import many, receipts
 from worker.ingest.message_id import note_missing
 from worker.ingest.validation import confirmation
-from worker.names import CONFIRM_MANY_TASK, CONFIRM_TASK, FLUSH_TASK, SWEEP_TASK
+from worker.names import CONFIRM_MANY_TASK, CONFIRM_TASK, FLUSH_TASK, FLUSH_TICK_TASK, SWEEP_TASK
 from worker.ops.records import validated
 from worker.runtime import Runtime
 from worker.store import triggers
@@ -81,6 +82,16 @@ def flush(self: Task[Any, Any], group: str) -> str:
     (internal; any worker, any portal; `group` is one of the portal's, a candidate whatever
     the portal's pending index says)."""
     return flush_portal(runtime(), Group.parse(group), self.request.id or "").value
+
+
+@app.task(name=FLUSH_TICK_TASK, bind=True)
+def flush_tick(self: Task[Any, Any], tick: int) -> int:
+    """Flush every portal whose wait ended in tick number `tick` (internal; the tick's one
+    task, worker/flush/tick.py); how many portals."""
+    rt = runtime()
+    return flush_the_tick(
+        rt, int(tick), self.request.id or "", lambda t: triggers.send_tick(rt.send_task, t)
+    )
 
 
 @app.task(name=SWEEP_TASK)

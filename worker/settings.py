@@ -55,6 +55,9 @@ class Settings:
     batch_size: int = 50
     #: a partial batch waits at most this long after its oldest item
     flush_window_s: float = 1.0
+    #: waits end on ticks this long apart (at most a quarter of the window): one flush task per
+    #: tick carries every portal whose wait ends in it; 0 gives each portal a task of its own
+    flush_tick_s: float = 0.25
     #: each portal's fleet-wide budget: the leaky bucket's drain rate (registrations may override)
     rate_per_s: float = 2.0
     #: ... and its burst (the portal allows 50: the rest is left for the connector's own calls)
@@ -453,6 +456,7 @@ RULES: dict[str, tuple[Callable[[str], Any], str]] = {
     "key_prefix": (_prefix, "letters, digits, '-', '_' or '.'"),
     "batch_size": (_number(int, 1, 1000), "an integer from 1 to 1000"),
     "flush_window_s": (_number(float, 0.001, 60), "seconds, from 0.001 to 60"),
+    "flush_tick_s": (_number(float, 0, 5), "seconds, from 0 (off) to 5"),
     "rate_per_s": (_number(float, 0.01, 10_000), "requests per second, from 0.01 to 10000"),
     "rate_burst": (_number(int, 1, 100_000), "an integer from 1 to 100000"),
     "portal_max_inflight": (_number(int, 1, 1000), "an integer from 1 to 1000"),

@@ -19,8 +19,9 @@ KEYS = Keys()
 
 
 def test_ingest_claims_one_trigger_and_coalesces_repeats(
-    rt: Runtime, r: redis.Redis, sent: SentTasks
+    make_rt: Callable[..., Runtime], r: redis.Redis, sent: SentTasks
 ) -> None:
+    rt = make_rt(flush_tick_s=0)  # a task of the group's own (ticks: tests/inprocess/test_ticks.py)
     first = rt.buffer.ingest(GROUP, "1", element(1))
     assert first.added and first.trigger.send
     window = rt.settings.flush_window_s
@@ -144,7 +145,10 @@ def test_the_sweep_claims_overdue_groups_once_per_grace_period(
     assert rt.buffer.claim_due() == [], "pushed a grace period on: not doubled"
 
 
-def test_the_own_trigger_is_released_when_its_flush_begins(rt: Runtime, r: redis.Redis) -> None:
+def test_the_own_trigger_is_released_when_its_flush_begins(
+    make_rt: Callable[..., Runtime], r: redis.Redis
+) -> None:
+    rt = make_rt(flush_tick_s=0)
     first = rt.buffer.ingest(GROUP, "1", element(1))
     assert r.exists(KEYS.trigger(GROUP.portal))
     rt.buffer.begin(GROUP, "someone-else")

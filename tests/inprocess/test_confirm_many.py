@@ -15,7 +15,6 @@ from tests.inprocess.conftest import SentTasks, element
 from worker.errors import InvalidInput
 from worker.ingest import many
 from worker.names import FLUSH_TASK
-from worker.runtime import Runtime
 from worker.store.keys import Group, Keys
 
 KEYS = Keys()
@@ -59,8 +58,9 @@ def test_each_element_on_its_own_with_its_index() -> None:
 
 
 def test_ingest_one_call_per_group_records_the_rejected(
-    rt: Runtime, r: redis.Redis, sent: SentTasks
+    make_rt: Any, r: redis.Redis, sent: SentTasks
 ) -> None:
+    rt = make_rt(flush_tick_s=0)  # the group's own trigger task, named in it
     items: list[Any] = [confirmation(1, i) for i in range(1, 4)]
     items += [confirmation(2, 10), confirmation(1, 2), {"portal": "p1"}]  # a repeat, a bad one
     done = many.ingest(rt, many.judge({"confirmations": items}, limit=500))
@@ -83,7 +83,7 @@ def test_ingest_one_call_per_group_records_the_rejected(
 def test_a_call_that_fills_a_batch_triggers_at_once(
     make_rt: Any, r: redis.Redis, sent: SentTasks
 ) -> None:
-    rt = make_rt(batch_size=3, flush_window_s=0.5)
+    rt = make_rt(batch_size=3, flush_window_s=0.5, flush_tick_s=0)
     g1 = Group("p1", "myconnector", 1)
     many.ingest(rt, many.judge({"confirmations": [confirmation(1, 1)]}, limit=10))
     assert sent.calls[-1].countdown == 0.5  # the window, from the first item

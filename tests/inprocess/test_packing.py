@@ -21,8 +21,9 @@ from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import dead_letters, stats, wait_for
 from tests.inprocess.conftest import SentTasks, element
 from worker.flush.flow import flush
+from worker.flush.tick import flush_tick
 from worker.ingest.validation import registration
-from worker.names import FLUSH_TASK
+from worker.names import FLUSH_TASK, FLUSH_TICK_TASK
 from worker.runtime import Runtime
 from worker.store.keys import Group, Keys
 
@@ -229,21 +230,22 @@ def test_lines_do_not_multiply_tasks_or_calls(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis, sent: SentTasks
 ) -> None:
     """A light portal's lines, each with a confirmation inside one window: one flush task (the
-    portal's trigger), one request carrying every line."""
-    rt = make_rt()
+    tick's its trigger names), one request carrying every line."""
+    rt, sent_again = make_rt(), list[int]()
     register(rt, sim)
     groups = [line(n) for n in (1, 2, 3, 4)]
     for i, g in enumerate(groups):  # as delivery.confirm does
         rt.send_flush(g, rt.buffer.ingest(g, str(i + 1), element(i + 1)).trigger)
-    tasks = [c for c in sent.calls if c.name == FLUSH_TASK]
+    tasks = [c for c in sent.calls if c.name in (FLUSH_TASK, FLUSH_TICK_TASK)]
     assert len(tasks) == 1 and tasks[0].countdown, "one trigger for the portal, at the window"
     (task,) = tasks
     at = float((r.get(KEYS.trigger(PORTAL)) or b"").split(b":")[-1])  # the trigger's time
     wait_for(lambda: rt.buffer.server_time() >= at + 0.002, what="its time (kept to 1 ms)")
-    assert flush(rt, Group.parse(task.kwargs["group"]), task.task_id or "") == "packed"
+    assert flush_tick(rt, task.kwargs["tick"], task.task_id or "", sent_again.append) == 1
     assert batch_requests(sim) == 1 and sim.counters(PORTAL)["calls"] == 1
     assert {a.line for a in sim.accepted(PORTAL)} == {1, 2, 3, 4}
-    assert [c for c in sent.calls if c.name == FLUSH_TASK] == tasks, "no task per line"
+    assert [c for c in sent.calls if c.name in (FLUSH_TASK, FLUSH_TICK_TASK)] == tasks
+    assert not sent_again, "no task per line, none again"
 
 
 def _heavy(i: int) -> dict[str, Any]:

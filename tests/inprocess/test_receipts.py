@@ -87,7 +87,7 @@ def test_a_receipt_before_its_sent_waits_and_the_sent_completes_it(
     assert pending(r)["99"]["message"] == {"id": ["ext-9"], "date": 1738000000}
     assert r.zcard(KEYS.receipt_keys("p1")["waiting_key"]) == 0
     assert receipts.sweep(rt)["unmatched"] == 0
-    assert any(c.name == "delivery.flush" for c in sent.calls), "the group's flush is due"
+    assert any(c.name.startswith("delivery.flush") for c in sent.calls), "its flush is due"
 
 
 def test_a_receipt_that_never_gets_its_sent_is_rejected_after_the_wait(

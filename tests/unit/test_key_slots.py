@@ -34,14 +34,16 @@ FLEET_WIDE = {
     "dead_data_key": KEYS.dead_data,
     "last_run_key": KEYS.sweep_last_run,
     "receipts_due_key": KEYS.receipts_due,
+    "ticks_key": KEYS.ticks,
+    "soon_key": KEYS.soon,
 }
 #: script -> the fleet-wide keys it touches besides the portal's slot
 CROSS_SLOT = {
-    "begin": {"due_key", "stats_key"},
+    "begin": {"due_key", "stats_key", "ticks_key", "soon_key"},
     "claim_due": {"due_key", "last_run_key"},
     "claim_token_request": set(),
-    "ingest": {"due_key", "stats_key"},
-    "ingest_many": {"due_key", "stats_key"},
+    "ingest": {"due_key", "stats_key", "ticks_key", "soon_key"},
+    "ingest_many": {"due_key", "stats_key", "ticks_key", "soon_key"},
     "move_endpoint": set(),
     "receipt": {"receipts_due_key", "stats_key"},
     "receipt_ingested": set(),
@@ -50,8 +52,9 @@ CROSS_SLOT = {
     "refuse": set(),
     "release_lock": set(),
     "renew": {"due_key"},
-    "settle": {"due_key", "stats_key", "dead_key", "dead_data_key"},
+    "settle": {"due_key", "stats_key", "dead_key", "dead_data_key", "ticks_key", "soon_key"},
     "store_tokens": set(),
+    "take_tick": {"ticks_key", "soon_key"},
     "wake": {"due_key"},
 }
 #: the Redis broker's reliable fetch: kombu's queue keys, the queue's role, not the state's (on a

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+from collections.abc import Sequence
 
 import redis
 import structlog
@@ -52,9 +53,10 @@ def renewing(rt: Runtime, leases: list[Lease]) -> contextlib.AbstractContextMana
     return renewal.renewing(rt, leases)
 
 
-def flush(rt: Runtime, group: Group, own_task_id: str) -> Flushed:
-    """Flush the portal of `group` (one of its groups) once: begin, call, settle."""
-    begin = rt.buffer.begin(group, own_task_id)
+def flush(rt: Runtime, group: Group, own_task_id: str, also: Sequence[Group] = ()) -> Flushed:
+    """Flush the portal of `group` (one of its groups; `also`: more of them a tick named)
+    once: begin, call, settle."""
+    begin = rt.buffer.begin(group, own_task_id, also)
     if begin.trigger is not None and begin.trigger_group is not None:
         rt.send_flush(begin.trigger_group, begin.trigger)
     leases = begin.leases

@@ -30,7 +30,7 @@ PACKING_OFF_AT, PACKING_OFF_REASON = "packing_off_at", "packing_off_reason"
 
 
 def _trigger(task_id: str, reply: dict[str, Any]) -> Trigger:
-    return Trigger.from_script(task_id, reply["send"], reply["delay_ms"])
+    return Trigger.from_script(task_id, reply["send"], reply["delay_ms"], reply.get("tick"))
 
 
 class Buffer:
@@ -43,6 +43,7 @@ class Buffer:
         self._begin = script(redis, "begin")
         self._settle = script(redis, "settle")
         self._claim = script(redis, "claim_due")
+        self._take_tick = script(redis, "take_tick")
         self._refuse = script(redis, "refuse")
         self._wake = script(redis, "wake")
         self._renew = script(redis, "renew")
@@ -57,8 +58,18 @@ class Buffer:
         """How long past a lease's expiry the sweep re-triggers its group (a dead flusher)."""
         return self.s.sweep_interval_s
 
+    @property
+    def tick_s(self) -> float:
+        """How far apart the ticks waits end on are: DELIVERY_FLUSH_TICK_S, at most a quarter
+        of the window (0: no ticks)."""
+        return min(self.s.flush_tick_s, self.s.flush_window_s / 4)
+
     def _timing(self) -> dict[str, Any]:
-        return {"max_countdown_s": self.s.max_countdown_s, "grace_s": self.grace_s}
+        return {
+            "max_countdown_s": self.s.max_countdown_s,
+            "grace_s": self.grace_s,
+            "tick_s": self.tick_s,
+        }
 
     def ingest(self, group: Group, message_id: str, element: dict[str, Any]) -> Ingested:
         """Add a confirmation to its group (coalescing a repeat of a pending message id)."""
@@ -125,11 +136,12 @@ class Buffer:
         ]
         return done, replicated
 
-    def begin(self, group: Group, own_task_id: str) -> Begin:
-        """Start a flush of the group's portal: lease its ready groups (this one among the
-        candidates) if the portal is ready and its budget has a slot."""
+    def begin(self, group: Group, own_task_id: str, also: Sequence[Group] = ()) -> Begin:
+        """Start a flush of the group's portal: lease its ready groups (this one, and `also`,
+        more of the portal's groups a tick named, among the candidates) if the portal is ready
+        and its budget has a slot."""
         s, keys, portal = self.s, self.keys, group.portal
-        ids = self._candidates(group)
+        ids = self._candidates(group, also)
         candidates = [Group.parse(i) for i in ids]
         lease_id, task_id = str(uuid.uuid4()), new_task_id()
         reply = self._begin(
@@ -169,10 +181,10 @@ class Buffer:
             kind, trigger, trigger_group, leases, shared["refused_code"], bool(shared["packs"])
         )
 
-    def _candidates(self, group: Group) -> list[str]:
+    def _candidates(self, group: Group, also: Sequence[Group] = ()) -> list[str]:
         """The ids of the groups a flush of `group`'s portal looks at: the oldest of its
         pending index, enough to fill one call past those others lease (one round trip,
-        begin.lua re-checks each), and `group` itself."""
+        begin.lua re-checks each), `group` itself and `also`."""
         s, portal = self.s, group.portal
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(self.keys.portal(portal), ["packing", PACKING_OFF_AT])
@@ -180,7 +192,8 @@ class Buffer:
         (mode, off_at), listed = pipe.execute()
         packs = (text(mode) if mode else s.packing) == "batch" and off_at is None
         listed = listed[: (s.pack_groups if packs else 1) * (1 + s.portal_max_inflight)]
-        return list(dict.fromkeys([*(text(g) for g in listed), group.id]))
+        named = [group.id, *(g.id for g in also)]
+        return list(dict.fromkeys([*(text(g) for g in listed), *named]))
 
     def settle(
         self,
@@ -253,6 +266,14 @@ class Buffer:
             {"grace_s": self.grace_s, "limit": limit},
         )
         return [Group.parse(i) for i in reply["group_ids"] or []]
+
+    def take_tick(self, tick: int, limit: int) -> tuple[list[Group], bool]:
+        """A tick's flush task's groups (up to `limit`), and whether more are due."""
+        reply = self._take_tick(
+            {"ticks_key": self.keys.ticks, "soon_key": self.keys.soon},
+            {"tick": tick, "tick_s": self.tick_s, "limit": limit},
+        )
+        return [Group.parse(i) for i in reply["group_ids"] or []], bool(reply["more"])
 
     def refuse(self, member_id: str, token_version: int, code: str) -> bool:
         """The portal refused this token version: no flush calls with it again."""

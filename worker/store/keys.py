@@ -44,6 +44,16 @@ class Keys:
         return f"{self.prefix}:due"
 
     @property
+    def ticks(self) -> str:
+        """ZSET flush task id -> the number of the tick it runs at (one task per tick)."""
+        return f"{self.prefix}:ticks"
+
+    @property
+    def soon(self) -> str:
+        """ZSET group id -> when its tick's flush task is to flush it."""
+        return f"{self.prefix}:soon"
+
+    @property
     def dead(self) -> str:
         """ZSET dead-letter id -> dead-lettered at."""
         return f"{self.prefix}:dead"
@@ -194,6 +204,8 @@ class Keys:
             "bucket_key": self.bucket(p),
             "inflight_key": self.inflight(p),
             "due_key": self.due,
+            "ticks_key": self.ticks,
+            "soon_key": self.soon,
             "stats_key": self.stats,
             "groups_key": self.groups(p),
             "dead_key": self.dead,
@@ -218,6 +230,8 @@ class Keys:
             "pending_key": self.pending(p),
             "trigger_key": self.trigger(p),
             "due_key": self.due,
+            "ticks_key": self.ticks,
+            "soon_key": self.soon,
             "stats_key": self.stats,
             "refresh_lock_key": self.refresh_lock(p),
             "refresh_waiters_key": self.refresh_waiters(p),

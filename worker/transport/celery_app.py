@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery, signals
 from celery.apps.worker import Worker
 
-from worker.names import FLUSH_QUEUE, FLUSH_TASK, INGEST_QUEUE, SWEEP_TASK
+from worker.names import FLUSH_QUEUE, FLUSH_TASK, FLUSH_TICK_TASK, INGEST_QUEUE, SWEEP_TASK
 from worker.ops.logs import configure_logging
 from worker.settings import Settings
 from worker.transport import kombu_redis, nodes
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> Celery:
         task_default_queue=INGEST_QUEUE,
         task_routes={
             FLUSH_TASK: {"queue": FLUSH_QUEUE},
+            FLUSH_TICK_TASK: {"queue": FLUSH_QUEUE},
             SWEEP_TASK: {"queue": FLUSH_QUEUE},
         },
         # A flush is one HTTP call, then at most one token refresh, each at its limit (soft);

@@ -27,6 +27,8 @@ local stats_key = KEYS[9]
 local refresh_lock_key = KEYS[10]
 local refresh_waiters_key = KEYS[11]
 local refreshing_key = KEYS[12]
+local ticks_key = KEYS[13]
+local soon_key = KEYS[14]
 local group_ids_json = ARGV[1]
 local lease_id = ARGV[2]
 local own_task_id = ARGV[3]
@@ -45,6 +47,7 @@ local max_countdown_s = tonumber(ARGV[15])
 local grace_s = tonumber(ARGV[16])
 -- the sweep looks at a leased group this long after its lease could have expired
 local lease_margin_s = tonumber(ARGV[17])
+local tick_s = tonumber(ARGV[18])
 local GROUP_KEYS = {'items_key', 'queue_key', 'leased_key', 'lease_key', 'meta_key'}
 
 local now = now_s()
@@ -108,7 +111,8 @@ local function schedule(groups, at_least, no_claim)
     if not first or g.wait < first.wait then first = g end
   end
   if first and not no_claim then
-    return claim(trigger_key, task_id, first.id, now, first.wait, max_countdown_s, grace_s)
+    return claim(trigger_key, task_id, first.id, now, first.wait, max_countdown_s, grace_s,
+                 {ticks_key = ticks_key, soon_key = soon_key, s = tick_s})
   end
   return nil
 end

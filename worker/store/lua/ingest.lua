@@ -13,6 +13,8 @@ local groups_key = KEYS[8]
 local trigger_key = KEYS[9]
 local delivered_key = KEYS[10]
 local pending_key = KEYS[11]
+local ticks_key = KEYS[12]
+local soon_key = KEYS[13]
 local group_id = ARGV[1]
 local message_id = ARGV[2]
 local element_json = ARGV[3]
@@ -22,6 +24,7 @@ local task_id = ARGV[6]
 local max_countdown_s = tonumber(ARGV[7])
 local grace_s = tonumber(ARGV[8])
 local dedup_window_s = tonumber(ARGV[9])
+local tick_s = tonumber(ARGV[10])
 
 local now = now_s()
 local outcome = add_item(items_key, queue_key, delivered_key, now, dedup_window_s, message_id,
@@ -42,5 +45,5 @@ end
 local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
                          group_id)
 local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
-                       max_countdown_s, grace_s)
+                       max_countdown_s, grace_s, {ticks_key = ticks_key, soon_key = soon_key, s = tick_s})
 return cjson.encode({added = 1, trigger = trigger})

@@ -20,6 +20,8 @@ local trigger_key = KEYS[13]
 local groups_key = KEYS[14]
 local delivered_key = KEYS[15]
 local pending_key = KEYS[16]
+local ticks_key = KEYS[17]
+local soon_key = KEYS[18]
 local group_id = ARGV[1]
 local lease_id = ARGV[2]
 local action = ARGV[3]
@@ -45,6 +47,7 @@ local counts_key_wait = ARGV[20] == '1'
 -- '1': the answer broke the rules, counted on the portal once per request (its groups share the
 -- lease id); a delivered batch resets the count
 local bad_answer = ARGV[21] == '1'
+local tick_s = tonumber(ARGV[22])
 
 local now = now_s()
 local mine = redis.call('GET', lease_key) == lease_id
@@ -168,5 +171,6 @@ index_pending(pending_key, queue_key, group_id)
 local delay = next_delay(queue_key, meta_key, portal_key, now, batch_size, window_s,
                          group_id)
 local trigger = finish(due_key, leased_key, trigger_key, group_id, now, delay, task_id,
-                       max_countdown_s, grace_s)
+                       max_countdown_s, grace_s,
+                       {ticks_key = ticks_key, soon_key = soon_key, s = tick_s})
 return cjson.encode({settled = settled, trigger = trigger})
