@@ -67,3 +67,25 @@ def test_partial_batches_spend_only_the_share_and_a_full_batch_goes_past_it(
         span = partial[k + limit] - partial[k]
         assert span >= WINDOW_S - SLACK_S, f"{limit + 1} partial calls within {span:.2f} s"
     assert stats(r)["delivered"] == 5 + 5 + limit + 2
+
+
+def test_the_tail_of_a_busy_spell_is_not_held_back_by_its_full_calls(
+    make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
+) -> None:
+    """Full batches go at the permitted rate and are not counted in the share: the partial
+    batch they leave behind goes at once, not a window later."""
+    rt = make_rt(
+        batch_size=5,
+        flush_window_s=0.001,
+        rate_per_s=10.0,
+        rate_burst=40,
+        portal_budget_share=0.25,
+        portal_budget_window_s=60.0,  # a partial call held back would wait a minute
+    )
+    register(rt, sim)
+    for i in range(8):  # more full calls than the share's five
+        fill(rt, 5, first=1 + 5 * i)
+        assert flush(rt, GROUP, "t") == "delivered"
+    fill(rt, 2, first=100)
+    wait_for(lambda: (f := flush(rt, GROUP, "t")) is not Flushed.WAIT and f)
+    assert stats(r)["delivered"] == 42 and stats(r).get("share_waits", 0) == 0

@@ -182,6 +182,8 @@ else
     return wait(LEASE_WAIT, math.min(window_s, 0.1))
   end
   local rate = tonumber(portal[4]) or default_rate_per_s
+  local full = false
+  for _, g in ipairs(ready) do full = full or g.n >= batch_size end
   -- a slot of the portal's budget: one reserved for it earlier, or a new one
   local slot_at = tonumber(redis.call('GET', slot_key) or '')
   if slot_at and now < slot_at - 0.002 then
@@ -189,8 +191,6 @@ else
   end
   redis.call('DEL', slot_key)
   if not slot_at or now > slot_at + grace_s then  -- none, or one too stale to trust
-    local full = false
-    for _, g in ipairs(ready) do full = full or g.n >= batch_size end
     if not full then  -- partial batches spend only the portal's budget share
       local share = share_wait(share_key, now, budget_share, rate, share_window_s)
       if share > 0 then
@@ -207,7 +207,9 @@ else
       return wait(LEASE_THROTTLED, slot_wait)
     end
   end
-  log_call(share_key, now, lease_id, share_window_s)
+  -- the share counts partial calls: the tail of a busy spell (full batches at the permitted
+  -- rate) is not held back for the calls that spell made
+  if not full then log_call(share_key, now, lease_id, share_window_s) end
 end
 
 -- as many as one call takes; a closed portal (PORTAL_DELETED) whose parking ran out gets one
