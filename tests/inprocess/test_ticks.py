@@ -100,9 +100,24 @@ def test_a_late_tick_catches_up_and_an_early_one_leaves_the_next_ticks_groups(
     taken, more = rt.buffer.take_tick(tick, limit=10)
     assert sorted(g.portal for g in taken) == ["a", "b"] and not more, "what is due by now"
     assert r.zcard(KEYS.ticks) == 0, "the tick is forgotten: a wait in it claims a new task"
+    again, _ = rt.buffer.take_tick(tick, limit=10)
+    assert again == taken, "listed until their flush begins: a task delivered again finds them"
+    r.zrem(KEYS.soon, "a:c:1", "b:c:1")  # (as their portals' begin.lua does)
     early = int((now + 60) / 0.1) + 1  # run before its time: takes up to its own time only
     assert [g.portal for g in rt.buffer.take_tick(early - 1000, limit=10)[0]] == []
     assert [g.portal for g in rt.buffer.take_tick(early, limit=10)[0]] == ["c"]
+
+
+def test_a_flush_that_begins_takes_its_groups_out_of_soon_once_due(
+    make_rt: Callable[..., Runtime], r: redis.Redis
+) -> None:
+    rt = make_rt(flush_window_s=0.4, flush_tick_s=0.1)
+    now = rt.buffer.server_time()
+    due, later = Group("p", "c", 1), Group("p", "c", 2)
+    r.zadd(KEYS.soon, {due.id: now - 0.5, later.id: now + 30})
+    rt.buffer.begin(due, "a-tick", also=[later])
+    assert r.zscore(KEYS.soon, due.id) is None, "its wait ended: this flush is the one"
+    assert r.zscore(KEYS.soon, later.id) == pytest.approx(now + 30), "its tick is still to come"
 
 
 def test_a_tick_with_more_groups_than_it_takes_sends_itself_again(
@@ -150,3 +165,8 @@ def test_the_tick_is_at_most_a_quarter_of_the_window(make_rt: Callable[..., Runt
     assert make_rt(flush_window_s=1.0).buffer.tick_s == 0.25
     assert make_rt(flush_window_s=0.2).buffer.tick_s == 0.05
     assert make_rt(flush_tick_s=0).buffer.tick_s == 0
+
+
+def test_no_ticks_on_rabbitmq(make_rt: Callable[..., Runtime]) -> None:
+    """RabbitMQ's native delayed delivery counts whole seconds: no ticks there."""
+    assert make_rt(broker_url="amqp://guest:guest@127.0.0.1:5672//").buffer.tick_s == 0

@@ -28,7 +28,8 @@ from worker.store.keys import Group
 
 log = structlog.stdlib.get_logger("worker.flush.tick")
 
-#: groups one tick's task takes at most (a tick with more sends itself again for the rest)
+#: groups one tick's task takes at most (a tick with more sends itself again for the rest,
+#: once those it took have begun)
 TAKE_LIMIT = 200
 #: portals flushed at once by one process's tick pool (threads are started as needed)
 THREADS = 32
@@ -64,8 +65,6 @@ def flush_portal(rt: Runtime, groups: list[Group], task_id: str) -> None:
 def flush_tick(rt: Runtime, tick: int, task_id: str, send_again: SendAgain) -> int:
     """Flush every portal of tick `tick`; how many portals."""
     groups, more = rt.buffer.take_tick(tick, TAKE_LIMIT)
-    if more:
-        send_again(tick)
     portals = by_portal(groups)
     if len(portals) == 1:
         flush_portal(rt, portals[0], task_id)
@@ -75,4 +74,6 @@ def flush_tick(rt: Runtime, tick: int, task_id: str, send_again: SendAgain) -> i
         for future in wait(done).done:
             if future.exception() is not None:
                 log.error("tick flush raised", error=type(future.exception()).__name__)
+    if more:  # the groups taken have begun (and left `soon`): the next task lists the rest
+        send_again(tick)
     return len(portals)

@@ -61,6 +61,9 @@ for i, gid in ipairs(ids) do
   local base = #KEYS - #GROUP_KEYS * (#ids - i + 1)
   for j, name in ipairs(GROUP_KEYS) do g[name] = KEYS[base + j] end
   candidates[i] = g
+  -- a tick's wait for it ended: this flush is the one it waited for (take_tick.lua)
+  local wanted_at = tonumber(redis.call('ZSCORE', soon_key, gid) or '')
+  if wanted_at and wanted_at <= now + 0.001 then redis.call('ZREM', soon_key, gid) end
 end
 
 local portal = redis.call('HMGET', portal_key, 'client_endpoint', 'access_token', 'version',

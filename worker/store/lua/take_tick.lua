@@ -1,7 +1,9 @@
 -- A tick's flush task started (worker/store/triggers.py): forget its tick, so a later wait in
--- it claims a task of its own, and take every group wanted by the tick's time or by now, the
+-- it claims a task of its own, and list every group wanted by the tick's time or by now, the
 -- later of the two (a late tick catches up on the ticks behind it; an early one leaves the
--- next tick's groups to it). Up to `limit`; a tick with more is claimed again for the rest.
+-- next tick's groups to it), up to `limit`. A group leaves `soon` when a flush of its portal
+-- begins (begin.lua), not here: a tick's task that dies before that is delivered again and
+-- finds them still listed.
 -- Returns {group_ids = [...], more = 1|0}.
 local ticks_key = KEYS[1]
 local soon_key = KEYS[2]
@@ -11,8 +13,7 @@ local limit = tonumber(ARGV[3])
 
 redis.call('ZREMRANGEBYSCORE', ticks_key, tick, tick)
 local upto = math.max(now_s(), tick * tick_s) + 0.0005
-local gids = redis.call('ZRANGEBYSCORE', soon_key, '-inf', upto, 'LIMIT', 0, limit)
-for _, gid in ipairs(gids) do redis.call('ZREM', soon_key, gid) end
-local more = #gids == limit and #redis.call('ZRANGEBYSCORE', soon_key, '-inf', upto,
-                                            'LIMIT', 0, 1) > 0
+local gids = redis.call('ZRANGEBYSCORE', soon_key, '-inf', upto, 'LIMIT', 0, limit + 1)
+local more = #gids > limit
+if more then gids[#gids] = nil end
 return cjson.encode({group_ids = gids, more = more and 1 or 0})
