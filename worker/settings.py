@@ -57,6 +57,7 @@ class Settings:
     flush_window_s: float = 1.0
     #: waits end on ticks this long apart (at most a quarter of the window): one flush task per
     #: tick carries every portal whose wait ends in it; 0 gives each portal a task of its own
+    #: (as on RabbitMQ always: its delayed delivery counts whole seconds)
     flush_tick_s: float = 0.25
     #: each portal's fleet-wide budget: the leaky bucket's drain rate (registrations may override)
     rate_per_s: float = 2.0
