@@ -41,9 +41,19 @@ INGEST = (
     ("ingest: sending the flush trigger", "send_flush ("),
     ("ingest: the rest of the task", ""),
 )
-TASKS = (("flush (tasks/delivery.py", FLUSH), ("confirm (tasks/delivery.py", INGEST))
+TICK = (
+    ("tick: taking its groups (take_tick script)", "take_tick ("),
+    ("tick: handing portals to its threads and waiting", ""),
+)
+#: a tick's portals are flushed in threads of the tick pool: their stacks start there
+TASKS = (
+    ("flush_portal (worker/flush/tick.py", FLUSH),
+    ("flush_tick (tasks/delivery.py", TICK),
+    ("flush (tasks/delivery.py", FLUSH),
+    ("confirm (tasks/delivery.py", INGEST),
+)
 OTHERS = (
-    ("flush: lease renewal thread", "renew (worker/flush/flow.py"),
+    ("flush: lease renewal thread", "worker/flush/renewal.py"),
     ("sweep task", "sweep (tasks/delivery.py"),
     ("beat", "celery/beat.py"),
     ("Celery: task events (publishing to Flower's fanout)", "celery/events/"),
