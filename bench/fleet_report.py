@@ -50,8 +50,14 @@ def _checks(res: FleetResults) -> list[str]:
         )
     out.append(
         f"| worker CPU per confirmation, fleet at {cpu_row.offered if cpu_row else 0:g} conf/s "
-        f"/ dense | {_ratio(cpu, dense.cpu_ms)} (goal ≤ 1.5×) |"
+        f"/ dense all at once | {_ratio(cpu, dense.cpu_ms)} (goal ≤ 1.5×) |"
     )
+    paced = res.dense_paced
+    if paced is not None:
+        out.append(
+            f"| worker CPU per confirmation, fleet / dense, both paced at {paced.offered:g} "
+            f"conf/s | {_ratio(at100.cpu_ms if at100 else None, paced.cpu_ms)} |"
+        )
     return out
 
 
@@ -66,14 +72,18 @@ def render(res: FleetResults) -> list[str]:
         "",
         f"Measured {res.measured} (this section alone: `python -m bench.run --fleet-only`).",
         "",
-        f"Dense: 2 portals × 4 lines at 2/s, burst 50; {res.dense.sent:,} confirmations at once. "
+        f"Dense: 2 portals × 4 lines at 2/s, burst 50; {res.dense.sent:,} confirmations at once, "
+        f"then paced as the fleet is. "
         f"Fleet: {p.portals} portals × {p.lines} lines, each portal at 2/s, burst 50; "
         f"confirmations spread evenly over every line, offered at each rate for "
         f"{p.duration_s:g} s, rising until a rate is not sustained.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
-        *("| " + " | ".join(_cells(r)) + " |" for r in [res.dense, *res.rates]),
+        *(
+            "| " + " | ".join(_cells(r)) + " |"
+            for r in [res.dense, *([res.dense_paced] if res.dense_paced else []), *res.rates]
+        ),
         "",
         *_checks(res),
         "",
@@ -85,8 +95,11 @@ def render(res: FleetResults) -> list[str]:
         f"in any {SHARE_WINDOW_S:g} s (503s included); *largest budget share*: that over the "
         f"{SHARE_WINDOW_S * 2:g} calls its documented 2/s allows in {SHARE_WINDOW_S:g} s.",
         f"- *sustained*: everything arrived within {p.drain_s:g} s of the last enqueue and p99 "
-        f"latency ≤ the flush window + 2 s ({GOAL_P99_S:g} s). The dense row's latency and "
-        "calls per portal are bound by the portals' budget (all at once), not by the worker.",
+        f"latency ≤ the flush window + 2 s ({GOAL_P99_S:g} s). The dense rows' latency and "
+        "calls per portal are bound by the portals' budget, not by the worker. A burst costs "
+        "less CPU per confirmation than the same work paced (each message alone wakes the "
+        "consumer, fetches, hands over and acks), so the paced dense row is the fair baseline "
+        "for the fleet's spreading; the burst row is the issue's.",
         "- *longest queue*: the most messages waiting in the ingest (`celery`) and `flush` "
         "queues, sampled once a second while offered and draining (a flush trigger with a "
         "countdown waits in a worker, not in the queue).",
