@@ -11,6 +11,7 @@ connector's own calls, which need most of it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -21,6 +22,14 @@ from worker.flush.flow import Flushed, flush
 from worker.runtime import Runtime
 
 WINDOW_S = 2.0
+#: batches of five, a 1 ms window, 10 calls/s with a burst of 40, a quarter of it for partial calls
+SHRUNK: dict[str, Any] = {
+    "batch_size": 5,
+    "flush_window_s": 0.001,
+    "rate_per_s": 10.0,
+    "rate_burst": 40,
+    "portal_budget_share": 0.25,
+}
 #: what this loaded machine may add between a flush's begin and its call's arrival
 SLACK_S = 0.25
 
@@ -35,14 +44,7 @@ def _call_times(sim: Simulator) -> list[float]:
 def test_partial_batches_spend_only_the_share_and_a_full_batch_goes_past_it(
     make_rt: Callable[..., Runtime], sim: Simulator, r: redis.Redis
 ) -> None:
-    rt = make_rt(
-        batch_size=5,
-        flush_window_s=0.001,
-        rate_per_s=10.0,
-        rate_burst=40,
-        portal_budget_share=0.25,
-        portal_budget_window_s=WINDOW_S,
-    )
+    rt = make_rt(**SHRUNK, portal_budget_window_s=WINDOW_S)
     register(rt, sim)
     limit = 5  # 0.25 x 10/s x 2 s
 
@@ -74,14 +76,8 @@ def test_the_tail_of_a_busy_spell_is_not_held_back_by_its_full_calls(
 ) -> None:
     """Full batches go at the permitted rate and are not counted in the share: the partial
     batch they leave behind goes at once, not a window later."""
-    rt = make_rt(
-        batch_size=5,
-        flush_window_s=0.001,
-        rate_per_s=10.0,
-        rate_burst=40,
-        portal_budget_share=0.25,
-        portal_budget_window_s=60.0,  # a partial call held back would wait a minute
-    )
+    # a partial call held back would wait a minute
+    rt = make_rt(**SHRUNK, portal_budget_window_s=60.0)
     register(rt, sim)
     for i in range(8):  # more full calls than the share's five
         fill(rt, 5, first=1 + 5 * i)

@@ -340,10 +340,12 @@ class Buffer:
         """One call made to a portal, by its outcome (the value of the policy's `Outcome`) and
         the portal's error code. Codes are counted under a known name or OTHER (a portal never
         adds a field or a metric series); logs and dead letters keep them verbatim."""
+        if not code:  # (a success: one command, no pipeline to build)
+            self.redis.hincrby(self.keys.stats, f"calls:{outcome}", 1)
+            return
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(self.keys.stats, f"calls:{outcome}", 1)
-        if code:
-            pipe.hincrby(self.keys.stats, f"api_error:{counted_code(code)}", 1)
+        pipe.hincrby(self.keys.stats, f"api_error:{counted_code(code)}", 1)
         pipe.execute()
 
     def server_time(self) -> float:
