@@ -4,7 +4,7 @@ A fleet of light portals has one confirmation per portal every few seconds: with
 per portal per window, each confirmation costs an ingest task, a flush task and a call, and the
 flush task's Celery overhead (its publish, fetch, pool hand-off and ack) was the largest part
 (docs/benchmarks.md). Waits end on ticks instead (worker/store/triggers.py), and the one task
-of a tick runs here: it takes the tick's groups (`take_tick.lua`) and flushes each portal once
+of a tick runs here: it lists the tick's groups (`take_tick.lua`) and flushes each portal once
 (worker/flush/flow.py, the same path as `delivery.flush`).
 
 Each portal is flushed in a thread of the process's tick pool, so a portal that answers slowly

@@ -13,8 +13,9 @@ The protocol, in four steps:
 **Ticks.** A wait (a window, a backoff, the budget) ends on the next tick, DELIVERY_FLUSH_TICK_S
 apart, and the task claimed is the tick's: the first portal whose wait ends in a tick mints its
 task (`delivery.flush_tick`), every later one names that task in its trigger key and sends
-nothing. The tick's task takes every group whose wait ended by then (`take_tick.lua`) and
-flushes each portal as a `delivery.flush` would (worker/flush/tick.py). So a fleet of light
+nothing. The tick's task lists every group whose wait ended by then (`take_tick.lua`; a group
+leaves that list when its portal's flush begins) and flushes each portal as a `delivery.flush`
+would (worker/flush/tick.py). So a fleet of light
 portals costs one flush task per tick, not one per confirmation. A flush with no wait (a full
 batch) still gets a task of its own, at once.
 
