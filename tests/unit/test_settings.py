@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.harness import ROOT, run_python
 from worker.errors import SettingsError
@@ -62,6 +64,10 @@ def test_values_are_parsed() -> None:
         ("DELIVERY_ALLOWED_ENDPOINT_NETWORKS", "public,internet", "public, private, loopback"),
         ("DELIVERY_TOKENS_RENEWED_TASK", "bad name!", "a task name"),
         ("DELIVERY_REQUIRE_MESSAGE_ID", "yes", "0 or 1"),
+        ("DELIVERY_FLUSH_TICK_S", "-0.25", "seconds, from 0 (off) to 5"),
+        ("DELIVERY_FLUSH_TICK_S", "nan", "seconds, from 0 (off) to 5"),
+        ("DELIVERY_FLUSH_TICK_S", "inf", "seconds, from 0 (off) to 5"),
+        ("DELIVERY_FLUSH_TICK_S", "6", "seconds, from 0 (off) to 5"),
     ],
 )
 def test_invalid_values_name_the_variable_and_the_rule(name: str, value: str, message: str) -> None:
@@ -170,3 +176,28 @@ def test_a_plain_http_oauth_url_error_hides_its_password() -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"BITRIX24_OAUTH_URL": "http://u:S3CRET-pw@127.0.0.1:9/oauth/token/"})
     assert "S3CRET" not in str(info.value)
+
+
+#: what an operator's environment may hold: any text, and the shapes that parse half-way
+HOSTILE_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "0", "-1", "1e309", "nan", "-inf", "0x10", "1_000", "١٢", "\x00"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(ENV_NAMES.values())), HOSTILE_VALUES, max_size=6))
+def test_any_environment_gives_settings_or_an_error_naming_a_variable(env: dict[str, str]) -> None:
+    """Hostile settings: whatever the environment holds, the worker starts with valid settings
+    or stops with a SettingsError that names one of the variables it was given; never another
+    exception."""
+    error: SettingsError | None = None
+    try:
+        Settings.from_env(env)
+    except SettingsError as exc:
+        error = exc
+    if error is not None:
+        named = [name for name in ENV_NAMES.values() if name in str(error)]
+        assert named, f"the error names no variable: {error}"
