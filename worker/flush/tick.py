@@ -70,10 +70,10 @@ def flush_tick(rt: Runtime, tick: int, task_id: str, send_again: SendAgain) -> i
         flush_portal(rt, portals[0], task_id)
     elif portals:
         pool = _pool()
-        done = [pool.submit(flush_portal, rt, groups, task_id) for groups in portals]
-        for future in wait(done).done:
-            if future.exception() is not None:
-                log.error("tick flush raised", error=type(future.exception()).__name__)
+        futures = [pool.submit(flush_portal, rt, groups, task_id) for groups in portals]
+        for future in wait(futures).done:
+            if (exc := future.exception()) is not None:
+                log.error("tick flush raised", error=type(exc).__name__)
     if more:  # the groups taken have begun (and left `soon`): the next task lists the rest
         send_again(tick)
     return len(portals)

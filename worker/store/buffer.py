@@ -61,7 +61,7 @@ class Buffer:
     @property
     def tick_s(self) -> float:
         """How far apart the ticks waits end on are: DELIVERY_FLUSH_TICK_S, at most a quarter
-        of the window (0: no ticks). None on RabbitMQ, whose delayed delivery counts whole
+        of the window (0: no ticks). 0 on RabbitMQ, whose delayed delivery counts whole
         seconds: every countdown there is a second already, and ticks measured slower recovery
         from killed workers (tests/reliability/test_fast_recovery.py)."""
         if self.s.broker_is_amqp:

@@ -4,14 +4,18 @@
 -- flushes every portal whose trigger fell in it: the fleet-wide `ticks` zset holds each
 -- scheduled tick's task (score: the tick's number), `soon` each group's wanted time.
 
+-- Whether the portal's trigger is claimed for a flush at `at` or earlier.
+local function claimed_by(trigger_key, at)
+  local current = redis.call('GET', trigger_key)
+  if not current then return false end
+  local current_at = tonumber(string.match(current, ':([%d%.]+)$'))
+  return current_at ~= nil and current_at <= at + 0.001
+end
+
 -- Claim the trigger for a flush at `at`, unless one at least as early is claimed already.
 -- Returns true when the caller must send flush task `task_id`.
 local function claim_trigger(trigger_key, task_id, at, ttl_s)
-  local current = redis.call('GET', trigger_key)
-  if current then
-    local current_at = tonumber(string.match(current, ':([%d%.]+)$'))
-    if current_at and current_at <= at + 0.001 then return false end
-  end
+  if claimed_by(trigger_key, at) then return false end
   redis.call('SET', trigger_key, task_id .. ':' .. string.format('%.3f', at), 'PX', ms(ttl_s))
   return true
 end
@@ -57,13 +61,7 @@ local function claim(trigger_key, task_id, gid, now, delay, max_countdown, grace
   end
   local number = math.ceil((now + delay) / tick.s - 0.0001)
   local at = number * tick.s
-  local current = redis.call('GET', trigger_key)
-  if current then
-    local current_at = tonumber(string.match(current, ':([%d%.]+)$'))
-    if current_at and current_at <= at + 0.001 then
-      return {send = 0, delay_ms = ms(delay), group_id = gid}
-    end
-  end
+  if claimed_by(trigger_key, at) then return {send = 0, delay_ms = ms(delay), group_id = gid} end
   local tick_task_id, sent = claim_tick(tick, task_id, number)
   redis.call('SET', trigger_key, tick_task_id .. ':' .. string.format('%.3f', at), 'PX',
              ms(at - now + grace))
