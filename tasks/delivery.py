@@ -87,10 +87,14 @@ def flush(self: Task[Any, Any], group: str) -> str:
 @app.task(name=FLUSH_TICK_TASK, bind=True)
 def flush_tick(self: Task[Any, Any], tick: int) -> int:
     """Flush every portal whose wait ended in tick number `tick` (internal; the tick's one
-    task, worker/flush/tick.py); how many portals."""
+    task, worker/flush/tick.py); how many portals. A tick that is not a whole number (a
+    message nobody of ours sent) flushes nothing: the sweep covers whatever it stood for."""
+    if type(tick) is not int:
+        log.warning("tick task ignored", task=FLUSH_TICK_TASK, tick=repr(tick)[:50])
+        return 0
     rt = runtime()
     return flush_the_tick(
-        rt, int(tick), self.request.id or "", lambda t: triggers.send_tick(rt.send_task, t)
+        rt, tick, self.request.id or "", lambda t: triggers.send_tick(rt.send_task, t)
     )
 
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from b24sim import Fault, PortalConfig, Simulator
 from tests.harness import stats, wait_for
@@ -170,3 +173,27 @@ def test_the_tick_is_at_most_a_quarter_of_the_window(make_rt: Callable[..., Runt
 def test_no_ticks_on_rabbitmq(make_rt: Callable[..., Runtime]) -> None:
     """RabbitMQ's native delayed delivery counts whole seconds: no ticks there."""
     assert make_rt(broker_url="amqp://guest:guest@127.0.0.1:5672//").buffer.tick_s == 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=6,
+)
+
+
+@examples(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tick=JSON_VALUES)
+def test_a_tick_task_with_a_hostile_tick_flushes_nothing_and_never_raises(
+    tick: Any, make_rt: Callable[..., Runtime], r: redis.Redis
+) -> None:
+    """Anyone who can write to the broker can send `delivery.flush_tick`: a tick that is not a
+    whole number (a bool, a float, a string, a list) is ignored, and nothing is taken."""
+    from tasks import delivery as tasks
+
+    rt = make_rt(flush_window_s=0.4, flush_tick_s=0.1)
+    r.zadd(KEYS.soon, {"p:c:1": rt.buffer.server_time() - 1})
+    assert tasks.flush_tick.run(tick=tick) == 0
+    assert r.zcard(KEYS.soon) == 1, "nothing taken"
