@@ -80,8 +80,14 @@ def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
 def flush(self: Task[Any, Any], group: str) -> str:
     """Flush the portal of `group`: lease its ready groups, call Bitrix24 once, settle each
     (internal; any worker, any portal; `group` is one of the portal's, a candidate whatever
-    the portal's pending index says)."""
-    return flush_portal(runtime(), Group.parse(group), self.request.id or "").value
+    the portal's pending index says). A group that is no group id (a message nobody of ours
+    sent) flushes nothing."""
+    try:
+        named = Group.parse(group)
+    except (AttributeError, TypeError, ValueError):
+        log.warning("flush task ignored", task=FLUSH_TASK, group=repr(group)[:50])
+        return "ignored"
+    return flush_portal(runtime(), named, self.request.id or "").value
 
 
 @app.task(name=FLUSH_TICK_TASK, bind=True)

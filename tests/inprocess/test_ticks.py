@@ -197,3 +197,23 @@ def test_a_tick_task_with_a_hostile_tick_flushes_nothing_and_never_raises(
     r.zadd(KEYS.soon, {"p:c:1": rt.buffer.server_time() - 1})
     assert tasks.flush_tick.run(tick=tick) == 0
     assert r.zcard(KEYS.soon) == 1, "nothing taken"
+
+
+def _no_id(value: Any) -> bool:
+    """Not a group id (a valid one would be flushed, not ignored)."""
+    try:
+        Group.parse(value)
+    except (AttributeError, TypeError, ValueError):
+        return True
+    return False
+
+
+@examples(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(group=(JSON_VALUES | st.sampled_from(["", "a:b", "a:b:c", "a:b:1:2", ":::"])).filter(_no_id))
+def test_a_flush_task_with_a_hostile_group_flushes_nothing_and_never_raises(group: Any) -> None:
+    """`delivery.flush` names a group id `portal:connector:line`; anything else is ignored."""
+    from tasks import delivery as tasks
+
+    assert tasks.flush.run(group=group) == "ignored"
