@@ -301,6 +301,49 @@ def test_tls_still_verifies_the_certificate_for_the_host_name(hosts: Hosts, tmp_
         server.server_close()
 
 
+def test_the_calls_path_verifies_certificates_against_the_ca_bundle(
+    hosts: Hosts, tmp_path: Path
+) -> None:
+    """A call to a portal goes straight to requests' urllib3 pool (worker/net/guard.py
+    `request`), not through `Session.request`: it still verifies the certificate (requests' CA
+    bundle, so a self-signed one is refused before a byte of the request is sent) and still
+    sends the name (SNI) to the checked address."""
+    cert, key = _self_signed(tmp_path, "portal-tls.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment,misc,return-value]
+    posts: list[str] = []
+
+    class Counts(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counts)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = int(server.server_address[1])
+        hosts.answers["portal-tls.test"] = [["127.0.0.1"]]
+        endpoint = f"https://portal-tls.test:{port}/rest/"
+        with pytest.raises(PortalError) as refused:
+            send_status_delivery(
+                endpoint, "token", "c", 1, MESSAGES, TIMEOUTS, new_session(dev(hosts))
+            )
+        assert refused.value.outcome is Outcome.TRANSIENT
+        assert refused.value.code == "NETWORK_ERROR"
+        assert "SSL" in refused.value.description
+        assert seen_sni == ["portal-tls.test"] and posts == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_the_operators_internal_oauth_host_receives_the_refresh_only(
     hosts: Hosts, listener: Listener, settings: Settings
 ) -> None:

@@ -21,20 +21,23 @@ portal, never an exception of another class. The pure core (`decode`, `parse`) i
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import json
+import json as _json
 import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
+from urllib3.response import BaseHTTPResponse
 
 from worker.errors import PortalError
 from worker.flush.policy import Outcome
-from worker.net import deadline
+from worker.net import deadline, guard
 from worker.net.trust import EndpointRefused
 
 #: the default cap of an answer, decoded (DELIVERY_HTTP_MAX_ANSWER_BYTES)
@@ -179,7 +182,7 @@ def parse(data: bytes) -> dict[str, Any]:
     if depth(data) > MAX_DEPTH:
         raise Refused(MALFORMED, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        value = json.loads(data.decode("utf-8"), parse_int=_int)
+        value = _json.loads(data.decode("utf-8"), parse_int=_int)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise NotJson() from None
     if not isinstance(value, dict):
@@ -202,41 +205,53 @@ def judge(status: int, data: bytes) -> dict[str, Any] | None:
 
 
 def fetch(
-    method: str, url: str, limits: Timeouts, session: requests.Session, **kwargs: Any
+    method: str,
+    url: str,
+    limits: Timeouts,
+    session: requests.Session,
+    *,
+    json: Any = None,
+    params: Mapping[str, str] | None = None,
 ) -> Answer:
     """One call through `session` (which judges the URL and every connection: worker/net/guard.py),
-    its answer read within `limits`. Raises PortalError: TRANSIENT NETWORK_ERROR
-    (connect, reset, one read's timeout), DENIED ENDPOINT_REFUSED (the network policy), or
-    BAD_ANSWER with the rule broken. Never any other exception for what the peer sends."""
-    headers = {"Accept-Encoding": ACCEPT_ENCODING, **kwargs.pop("headers", {})}
+    `json` its body, `params` its query; its answer read within `limits`. Raises PortalError:
+    TRANSIENT NETWORK_ERROR (connect, reset, one read's timeout), DENIED ENDPOINT_REFUSED (the
+    network policy), or BAD_ANSWER with the rule broken. Never any other exception for what the
+    peer sends."""
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    body = None
+    if json is not None:
+        body = _json.dumps(json, allow_nan=False).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    if params:
+        url += ("&" if "?" in url else "?") + urlencode(params)
     with deadline.bounded(limits.deadline_s) as due:
         try:
-            response = session.request(
+            response = guard.request(
+                session,
                 method,
                 url,
-                timeout=(limits.connect_s, min(limits.read_s, limits.deadline_s)),
-                allow_redirects=False,
-                stream=True,
+                body=body,
                 headers=headers,
-                **kwargs,
+                timeout=(limits.connect_s, min(limits.read_s, limits.deadline_s)),
             )
         except EndpointRefused as exc:
             raise PortalError(Outcome.DENIED, "ENDPOINT_REFUSED", str(exc)[:300]) from None
-        except Exception as exc:  # requests' errors, and http.client's on a hostile head
+        except Exception as exc:  # urllib3's errors, and http.client's on a hostile head
             raise _network(exc, due.expired, limits) from None
         try:
-            status, location = response.status_code, response.headers.get("Location", "")[:2048]
+            status, location = response.status, response.headers.get("Location", "")[:2048]
             declared_length(response.headers, limits.max_bytes)
             chunks = _chunks(response)
             data = decode(chunks, response.headers.get("Content-Encoding", ""), limits.max_bytes)
         except Refused as refused:
             if due.expired:  # a head or body cut by the deadline may look malformed
                 raise _network(refused, True, limits) from None
-            raise bad_answer(refused.code, refused.description, response.status_code) from None
+            raise bad_answer(refused.code, refused.description, response.status) from None
         except Exception as exc:  # a read cut by the deadline, a reset, a protocol error
             raise _network(exc, due.expired, limits) from None
         finally:
-            response.close()
+            _done(response)
     if due.expired:  # the socket was shut mid-answer: what was read is a fragment
         raise _network(TimeoutError(), True, limits)
     try:
@@ -245,13 +260,21 @@ def fetch(
         raise bad_answer(refused.code, refused.description, status) from None
 
 
-def _chunks(response: requests.Response) -> Iterable[bytes]:
+def _chunks(response: BaseHTTPResponse) -> Iterable[bytes]:
     """The raw (still encoded) body, chunk by chunk."""
     while True:
-        chunk = response.raw.read(CHUNK, decode_content=False)
+        chunk = response.read(CHUNK, decode_content=False)
         if not chunk:
             return
         yield chunk
+
+
+def _done(response: BaseHTTPResponse) -> None:
+    """A read answer: its connection goes back to the pool (read to its end, urllib3 keeps it
+    alive; cut short, it is closed first, as requests' `Response.close` does)."""
+    with contextlib.suppress(Exception):
+        response.close()
+    response.release_conn()
 
 
 def _network(exc: BaseException, expired: bool, limits: Timeouts) -> PortalError:

@@ -10,6 +10,13 @@ certificate against the host name (SNI and `Host` are unchanged), and a redirect
 through the session is checked the same way. Proxies from the environment are not used: through
 a proxy the check would see the proxy.
 
+`request()` is the calls' own way through a session: the adapter's judge of the URL, then
+straight to the urllib3 pool that requests itself would use (the same guarded connections, the
+same certificate checks: requests' CA bundle, `CERT_REQUIRED`), without requests' per-request
+work a call to a portal never needs (cookies, hooks, proxies, merged settings, a `Response`):
+that work cost more CPU than the rest of the call. It leans on requests' adapter internals
+(`poolmanager`, the pool key's TLS fields) as of the pinned requests, here and nowhere else.
+
 The rules are in worker/net/trust.py; this module only applies the policy a session is built
 with (no process-wide state). The policy's `resolver` replaces how names are resolved: tests
 point names at loopback addresses, and change the answer between two connections, without
@@ -25,17 +32,21 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-from urllib3.util import connection
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Timeout, connection, parse_url
 
 from worker.net import deadline
 from worker.net.addresses import ip_literal
 from worker.net.trust import EndpointRefused, Policy
 
-__all__ = ["EndpointRefused", "GuardedAdapter", "new_session", "system_resolver"]
+__all__ = ["EndpointRefused", "GuardedAdapter", "new_session", "request", "system_resolver"]
 USER_AGENT = "b24-delivery/0.1"
+#: the pool key's TLS fields, as requests' adapter sets them for `verify=True`
+_VERIFIED = {"cert_reqs": "CERT_REQUIRED", "ca_certs": DEFAULT_CA_BUNDLE_PATH}
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -134,6 +145,44 @@ class GuardedAdapter(HTTPAdapter):
             raise EndpointRefused(host, problem)
         return super().send(request, *args, **kwargs)
 
+    def open(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: tuple[float, float],
+    ) -> BaseHTTPResponse:
+        """One request straight through requests' own urllib3 pool: the URL judged first, no
+        redirect followed, no retry, the body left unread (the caller reads and closes it)."""
+        problem = self.policy.request_problem(url)
+        if problem:
+            try:
+                host = urlsplit(url).hostname or url[:100]
+            except ValueError:
+                host = url[:100]
+            raise EndpointRefused(host, problem)
+        parts = parse_url(url)
+        scheme = (parts.scheme or "http").lower()
+        pool: HTTPConnectionPool = self.poolmanager.connection_from_host(
+            parts.host or "",
+            parts.port,
+            scheme,
+            pool_kwargs=_VERIFIED if scheme == "https" else None,
+        )
+        return pool.urlopen(
+            method,
+            parts.request_uri,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=Timeout(connect=timeout[0], read=timeout[1]),
+            preload_content=False,
+            decode_content=False,
+        )
+
 
 def new_session(policy: Policy) -> requests.Session:
     """A session whose every request and connection passes `policy`.
@@ -146,6 +195,25 @@ def new_session(policy: Policy) -> requests.Session:
     s.mount("https://", adapter)
     s.mount("http://", adapter)
     return s
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: tuple[float, float],
+) -> BaseHTTPResponse:
+    """One request through a session of `new_session`, the body left unread (the caller reads
+    it, then closes the answer): see the module's docstring. Raises EndpointRefused, or what
+    urllib3 raises for the network."""
+    adapter = session.get_adapter(url)
+    if not isinstance(adapter, GuardedAdapter):
+        raise TypeError("a session of new_session() is required: its adapter judges every call")
+    sent = {str(k): str(v) for k, v in session.headers.items()}
+    return adapter.open(method, url, body, {**sent, **(headers or {})}, timeout)
 
 
 def refusal(policy: Policy, url: str) -> str | None:
