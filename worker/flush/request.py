@@ -108,7 +108,7 @@ def _post(rt: Runtime, leases: list[Lease], endpoint: str, planned: Plan | None)
         time_block = send_status_delivery(
             endpoint, token, group.connector, group.line, lease.elements, timeouts, session
         )
-        rt.buffer.count_call(Outcome.DONE.value)
+        # (counted by the group's settle: worker/flush/settle.py `delivered`)
         return [Reply(Answer(True, time=time_block), Sent.CALL)]
     queries = {name: part.query for name, part in planned.commands.items()}
     answers = send_batch(endpoint, token, queries, timeouts, session)

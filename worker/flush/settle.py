@@ -85,17 +85,22 @@ def _one(rt: Runtime, lease: Lease, reply: Reply, refreshed: Refreshed | None) -
     if reply.sent is Sent.UNSENT:  # no room in the request: first in the next, not a failure
         rt.send_flush(lease.group, rt.buffer.settle(lease, Action.RETRY).trigger)
         return Action.RETRY
-    if answer.error is None:
-        return delivered(rt, lease, answer.time)
+    if answer.error is None:  # (its own direct call is counted by its settle)
+        return delivered(rt, lease, answer.time, counts_call=reply.sent is Sent.CALL)
     if answer.error.outcome is Outcome.AUTH and refreshed is not None:
         return after_refresh(rt, lease, refreshed)
     # (a method refused inside `batch`: the policy sends it back at once, not a failure)
     return failed(rt, lease, answer.error)
 
 
-def delivered(rt: Runtime, lease: Lease, time_block: dict[str, Any]) -> Action:
+def delivered(
+    rt: Runtime, lease: Lease, time_block: dict[str, Any], *, counts_call: bool = False
+) -> Action:
     # the time block is advice: a reset time that is no sane Unix time is not kept
-    settled = rt.buffer.settle(lease, Action.DELIVERED, operating_reset_at=reset_at_of(time_block))
+    reset_at = reset_at_of(time_block)
+    settled = rt.buffer.settle(
+        lease, Action.DELIVERED, operating_reset_at=reset_at, counts_call=counts_call
+    )
     rt.send_flush(lease.group, settled.trigger)
     log.info("batch delivered", delivered=settled.settled)
     return Action.DELIVERED

@@ -213,9 +213,11 @@ class Buffer:
         description: str = "",
         operating_reset_at: float | None = None,
         counts_key_wait: bool = False,
+        counts_call: bool = False,
     ) -> Settled:
         """End a group's part of a flush with the policy's action; its items go, or go back,
-        atomically."""
+        atomically. `counts_call`: the group's own direct call succeeded, counted here (as
+        `count_call` would, in the same round trip)."""
         task_id = new_task_id()
         s = self.s
         reply = self._settle(
@@ -241,6 +243,7 @@ class Buffer:
                 "dedup_window_s": s.dedup_window_s,
                 "counts_key_wait": int(counts_key_wait),
                 "bad_answer": int(bad_answer),
+                "counts_call": int(counts_call),
             },
         )
         return Settled(int(reply["settled"]), _trigger(task_id, reply["trigger"]))
