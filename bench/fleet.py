@@ -42,7 +42,8 @@ class FleetPlan:
     portals: int = 300
     lines: int = 4
     duration_s: float = 30.0  # each rate is offered this long
-    rates: tuple[float, ...] = (50.0, 100.0, 150.0, 200.0, 300.0)
+    # (175 and 250: the grid is finer where the goal, half the fast portal's rate, falls)
+    rates: tuple[float, ...] = (50.0, 100.0, 150.0, 175.0, 200.0, 250.0, 300.0)
     always: float = 100.0  # measured even when a lower rate was not sustained
     drain_s: float = 20.0  # after the last enqueue: everything must have arrived by then
     settle_cap_s: float = 90.0  # a rate that fell behind: wait this long more for its backlog

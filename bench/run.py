@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         res.extra["ours_log_level"] = args.ours_log_level
         text = report.render(plan, res.rows, res.extra, quick=args.quick)
         text += "\n".join(packing_report.render(res.packed, res.rows)) + "\n"
-        text += "\n".join(fleet_report.render(res.fleet)) + "\n"
+        fast = res.rows["ours_fast"].rate if "ours_fast" in res.rows else None
+        text += "\n".join(fleet_report.render(res.fleet, fast)) + "\n"
         RESULTS.write_text(text, encoding="utf-8")
         update_readme(text)
         print(text)
