@@ -192,6 +192,7 @@ class RawServer:
         self.answer = b""
         self.pace_s = 0.0
         self.at_once = 0
+        self.last_request = b""
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
@@ -209,7 +210,7 @@ class RawServer:
         with conn:
             conn.settimeout(5)
             try:
-                conn.recv(65536)  # the request (small)
+                self.last_request = conn.recv(65536)  # the request (small)
                 if self.pace_s <= 0:
                     conn.sendall(self.answer)
                     return
@@ -306,4 +307,37 @@ def test_fetch_returns_an_answer_or_a_portal_error_never_anything_else(
         result is None
         or isinstance(result, dict)
         or result in (Outcome.BAD_ANSWER, Outcome.TRANSIENT)
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    path=st.text(max_size=60),
+    whole=st.one_of(st.none(), st.text(max_size=60)),
+    params=st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.text(max_size=8))),
+)
+def test_fetch_of_any_url_returns_an_answer_or_a_portal_error(
+    raw_server: RawServer, path: str, whole: str | None, params: dict[str, str] | None
+) -> None:
+    """A portal names its own endpoint (and a redirect's target): whatever the URL, the calls'
+    path (worker/net/guard.py `request`, which parses it with urllib3, not requests) answers
+    or refuses with a PortalError, and a control character never reaches the request line."""
+    raw_server.pace_s = 0
+    raw_server.answer = _head(200, {}, b'{"result": {"SUCCESS": true}}')
+    url = whole if whole is not None else f"http://127.0.0.1:{raw_server.port}/rest/{path}"
+    result: object
+    try:
+        result = fetch("POST", url, Timeouts(1.0, 2.0, 3.0), SESSION, json={}, params=params).status
+    except PortalError as error:
+        result = error.outcome
+    assert result in (200, Outcome.DENIED, Outcome.TRANSIENT, Outcome.BAD_ANSWER)
+
+
+def test_a_control_character_in_the_path_is_escaped_not_sent(raw_server: RawServer) -> None:
+    raw_server.pace_s = 0
+    raw_server.answer = _head(200, {}, b'{"result": {"SUCCESS": true}}')
+    url = f"http://127.0.0.1:{raw_server.port}/rest/m\r\nX-Injected: 1"
+    assert fetch("POST", url, Timeouts(1.0, 2.0, 3.0), SESSION, json={}).status == 200
+    assert (
+        raw_server.last_request.split(b"\r\n")[0] == b"POST /rest/m%0D%0AX-Injected:%201 HTTP/1.1"
     )
