@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import meter
-from bench.context import CONNECTOR, DOC, WINDOW_S, Ctx, element, register_many, wait_for
+from bench.context import (
+    CONNECTOR,
+    DOC,
+    WINDOW_S,
+    Ctx,
+    element,
+    register_many,
+    start_fleet,
+    wait_for,
+)
 from bench.measure import Sent, first_arrivals, percentile
 from worker.names import FLUSH_QUEUE, INGEST_QUEUE
 
@@ -35,6 +44,8 @@ BUDGET_PER_WINDOW = DOC["rate_per_s"] * SHARE_WINDOW_S
 #: the issue's bound: at most 5 calls per portal in any 10 s (a quarter of 20)
 MAX_CALLS_PER_WINDOW = 5
 GOAL_P99_S = WINDOW_S + 2.0
+#: the setting the unshared row lifts to 1
+SHARE_SETTING = "DELIVERY_PORTAL_BUDGET_SHARE"
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,10 @@ class FleetResults:
     dense_paced: FleetRow | None = None
     #: when it ran, and the load average (1, 5, 15 min) before and after: the machine is shared
     measured: str = ""
+    #: from the first rate not sustained up, on workers with the budget share lifted (1), until
+    #: one is not sustained again: tells the share's bound (a portal's calls in 10 s) from the
+    #: machine's
+    unshared: list[FleetRow] = field(default_factory=list)
 
     @property
     def best(self) -> FleetRow | None:
@@ -231,8 +246,44 @@ def run(ctx: Ctx, plan: FleetPlan) -> FleetResults:
         print(f"fleet {rate:g}/s: p99 {row.p99_s}, cpu {row.cpu_ms} ms/conf", flush=True)
         if not row.sustained and rate >= plan.always:
             break
+    missed = rows[-1] if rows and not rows[-1].sustained else None
+    unshared = _without_share(ctx, plan, label, shape, missed.offered, started) if missed else []
     measured = (
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, load average {load_before} before, "
         f"{_load()} after"
     )
-    return FleetResults(plan, dense, rows, dense_paced=paced, measured=measured)
+    return FleetResults(plan, dense, rows, paced, measured, unshared)
+
+
+def _without_share(
+    ctx: Ctx,
+    plan: FleetPlan,
+    label: str,
+    shape: list[tuple[str, int]],
+    first: float,
+    started: float,
+) -> list[FleetRow]:
+    """The fleet from rate `first` up, until one is not sustained, on fresh workers whose
+    DELIVERY_PORTAL_BUDGET_SHARE is 1 (no share: a portal's whole budget); they are stopped
+    after (the run's workers are stopped first)."""
+    if ctx.workers:
+        ctx.procs.stop(ctx.workers)
+    env, ctx.env = ctx.env, {**ctx.env, SHARE_SETTING: "1"}
+    try:
+        workers = start_fleet(ctx, "worker", "celery,flush", ["unshared1", "unshared2"], True)
+    finally:
+        ctx.env = env
+    rows: list[FleetRow] = []
+    try:
+        for rate in (r for r in plan.rates if r >= first):
+            if rows and time.time() - started > plan.budget_s + 120:
+                break
+            row = measure(ctx, f"{label}, share 1", shape, int(rate * plan.duration_s), rate,
+                          plan.drain_s, plan.settle_cap_s)  # fmt: skip
+            rows.append(row)
+            print(f"fleet {rate:g}/s, share 1: p99 {row.p99_s}, cpu {row.cpu_ms} ms/conf")
+            if not row.sustained:
+                break
+    finally:
+        ctx.procs.stop(workers)
+    return rows
