@@ -152,7 +152,8 @@ def run_all(ctx: Ctx, plan: Plan) -> Results:
     extra["pipeline_stats"] = _stats(ctx)
     packed = packing.run_ours(ctx, plan.sparse, plan.n_doc, plan.n_ingest, plan.n)
     fleet_res = fleet.run(ctx, plan.fleet)
-    ctx.procs.stop(workers)
+    # (the fleet's share-1 rows, when it had any, stopped them already)
+    ctx.procs.stop([w for w in workers if w in ctx.procs.children])
     start_fleet(ctx, "bench.naive", "naive,noop", ["naive1", "naive2"], beat=False)
     noop(ctx, 40)  # warm-up
     rows["noop"] = noop(ctx, plan.n)
