@@ -100,6 +100,18 @@ class FleetRow:
     def sustained(self) -> bool:
         return self.delivered == self.sent and self.p99_s is not None and self.p99_s <= GOAL_P99_S
 
+    @property
+    def reached(self) -> bool:
+        """The producer offered the rate asked for (within 5 %): else the row measured the
+        producer's pace, not that rate."""
+        return not self.offered or self.enqueue_rate >= 0.95 * self.offered
+
+
+def highest(rows: list[FleetRow]) -> FleetRow | None:
+    """The highest offered rate sustained, the producer having reached it."""
+    ok = [r for r in rows if r.sustained and r.reached]
+    return max(ok, key=lambda r: r.offered) if ok else None
+
 
 def max_in_window(times: list[float], window_s: float = SHARE_WINDOW_S) -> int:
     """The most of `times` that fall in any `window_s`-long window."""
@@ -189,7 +201,7 @@ def _row(label: str, rate: float, sent: Sent, state: dict[str, Any], portals: se
     if not drained:
         missing = row.sent - row.delivered
         row.notes.append(f"{missing:,} not arrived {drain_s:g} s after the last enqueue")
-    if rate and row.enqueue_rate < 0.95 * rate:
+    if not row.reached:
         row.notes.append(f"producer reached {row.enqueue_rate:.0f}/s only")
     return row
 
@@ -215,8 +227,7 @@ class FleetResults:
     @property
     def best(self) -> FleetRow | None:
         """The highest offered rate that was sustained."""
-        ok = [r for r in self.rates if r.sustained]
-        return max(ok, key=lambda r: r.offered) if ok else None
+        return highest(self.rates)
 
 
 def run(ctx: Ctx, plan: FleetPlan) -> FleetResults:
@@ -282,7 +293,7 @@ def _without_share(
                           plan.drain_s, plan.settle_cap_s)  # fmt: skip
             rows.append(row)
             print(f"fleet {rate:g}/s, share 1: p99 {row.p99_s}, cpu {row.cpu_ms} ms/conf")
-            if not row.sustained:
+            if not (row.sustained and row.reached):  # (a higher rate would not be reached)
                 break
     finally:
         ctx.procs.stop(workers)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bench.fleet import GOAL_P99_S, MAX_CALLS_PER_WINDOW, SHARE_WINDOW_S, FleetResults, FleetRow
+from bench.fleet import (
+    GOAL_P99_S,
+    MAX_CALLS_PER_WINDOW,
+    SHARE_WINDOW_S,
+    FleetResults,
+    FleetRow,
+    highest,
+)
 from bench.report import fmt
 
 COLUMNS = (
@@ -29,6 +36,14 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "–" if a is None or not b else f"{a / b:.2f}×"
 
 
+def _tried(rows: list[FleetRow]) -> str:
+    """The rates tried, each the producer did not reach with the rate it did reach."""
+    return ", ".join(
+        f"{r.offered:g}" + ("" if r.reached else f" (the producer reached {r.enqueue_rate:.0f})")
+        for r in rows
+    )
+
+
 def _checks(res: FleetResults, fast_rate: float | None) -> list[str]:
     dense, best = res.dense, res.best
     at100 = next((r for r in res.rates if r.offered == 100.0), None)
@@ -39,7 +54,7 @@ def _checks(res: FleetResults, fast_rate: float | None) -> list[str]:
     out.append(
         "| highest offered rate sustained (p99 ≤ window + 2 s, everything arrived) | "
         + (f"{best.offered:g} conf/s" if best else "none of those tried")
-        + f" (tried {', '.join(f'{r.offered:g}' for r in res.rates)}) |"
+        + f" (tried {_tried(res.rates)}) |"
     )
     if at100 is not None:
         ok = at100.sustained and at100.portals_over == 0
@@ -58,8 +73,7 @@ def _checks(res: FleetResults, fast_rate: float | None) -> list[str]:
             f"| worker CPU per confirmation, fleet / dense, both paced at {paced.offered:g} "
             f"conf/s | {_ratio(at100.cpu_ms if at100 else None, paced.cpu_ms)} (goal ≤ 1.5×) |"
         )
-    lifted = [r for r in res.unshared if r.sustained]
-    best_lifted = max(lifted, key=lambda r: r.offered) if lifted else None
+    best_lifted = highest(res.unshared)
     if res.unshared:
         calls_s = res.plan.portals * MAX_CALLS_PER_WINDOW / SHARE_WINDOW_S
         out.append(
@@ -67,7 +81,7 @@ def _checks(res: FleetResults, fast_rate: float | None) -> list[str]:
             f"portal's whole budget; the default share allows {res.plan.portals} portals "
             f"{calls_s:g} partial calls/s in all) | "
             + (f"{best_lifted.offered:g} conf/s" if best_lifted else "none of those tried")
-            + f" (tried {', '.join(f'{r.offered:g}' for r in res.unshared)}) |"
+            + f" (tried {_tried(res.unshared)}) |"
         )
     if fast_rate:  # (a full run: the fast portal's row is in the first table)
         out.append(
