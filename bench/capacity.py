@@ -124,6 +124,7 @@ def pipeline_row(
         sim = Sim(run.procs, CLIENT_ID, CLIENT_SECRET)
         broker = {"CELERY_BROKER_URL": run.broker_url} if rabbitmq else {}
         env = child_env(
+            None,
             REDIS_URL=run.primary.url,
             BITRIX24_CLIENT_ID=CLIENT_ID,
             BITRIX24_CLIENT_SECRET=CLIENT_SECRET,

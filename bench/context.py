@@ -80,6 +80,7 @@ def session(timeout_s: float, log_level: str, keep_logs: bool) -> Iterator[Ctx]:
         server = LocalRedis().start()
         sim = Sim(procs, CLIENT_ID, CLIENT_SECRET)
         env = child_env(
+            None,
             REDIS_URL=server.url,
             BITRIX24_CLIENT_ID=CLIENT_ID,
             BITRIX24_CLIENT_SECRET=CLIENT_SECRET,
@@ -152,7 +153,7 @@ def start_fleet(ctx: Ctx, app: str, queues: str, names: list[str], beat: bool) -
     while True:
         if any(not child.alive() for child in fleet) or time.time() > deadline:
             raise RuntimeError(f"{app} workers did not start; see {ctx.procs.logdir}")
-        replies = ctx.producer.app.control.ping(destination=sorted(want), timeout=1.0)
+        replies = ctx.producer.app.control.ping(destination=sorted(want), timeout=1.0) or []
         if want <= {name for reply in replies for name in reply}:
             ctx.workers = fleet
             return fleet

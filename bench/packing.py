@@ -21,6 +21,7 @@ from bench import naive
 from bench.context import CONNECTOR, DOC, FAST, PREFIX, Ctx
 from bench.context import register as register_portal
 from bench.measure import Sent, first_arrivals, percentile
+from worker.store.keys import text
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ def _paced(
     return enqueued
 
 
+def _accepted(ctx: Ctx, portal: str) -> int:
+    """The confirmations the simulator accepted for `portal` so far."""
+    return int(ctx.sim.state(records=False)["portals"][portal]["accepted"])
+
+
 def _wait(done: Callable[[], bool], deadline: float, poll_s: float = 0.1) -> bool:
     while not done():
         if time.time() > deadline:
@@ -123,8 +129,7 @@ def ours_sparse(ctx: Ctx, plan: SparsePlan, packing: str) -> PackRow:
         return ctx.producer.confirm(portal=portal, connector=CONNECTOR, line=line, **_element(mid))
 
     enqueued = _paced(plan.n, plan.rate_per_s, send, ctx.ids(plan.n), plan.lines)
-    accepted = lambda: int(ctx.sim.state(records=False)["portals"][portal]["accepted"])  # noqa: E731
-    _wait(lambda: accepted() >= plan.n, time.time() + plan.drain_cap_s, 0.2)
+    _wait(lambda: _accepted(ctx, portal) >= plan.n, time.time() + plan.drain_cap_s, 0.2)
     name = "packed (one `batch` per slot)" if packing == "batch" else "per-line batching"
     return _row(ctx, name, portal, enqueued, time.time(), _dead(ctx) - dead)
 
@@ -166,8 +171,7 @@ def _all_at_once(ctx: Ctx, portal: str, n: int, lines: int) -> dict[int, float]:
         ctx.producer.confirm(
             portal=portal, connector=CONNECTOR, line=1 + i % lines, **_element(mid)
         )
-    accepted = lambda: int(ctx.sim.state(records=False)["portals"][portal]["accepted"])  # noqa: E731
-    _wait(lambda: accepted() >= n, time.time() + ctx.timeout_s, 0.05)
+    _wait(lambda: _accepted(ctx, portal) >= n, time.time() + ctx.timeout_s, 0.05)
     return enqueued
 
 
@@ -190,9 +194,9 @@ def fallback(ctx: Ctx, n: int = 1000, lines: int = 20) -> tuple[PackRow, dict[st
     row = _row(ctx, "refusing portal, packing on", portal, enqueued, time.time(), _dead(ctx) - dead)
     state, _ = _portal(ctx, portal)
     off = {
-        k.decode(): v.decode()
+        text(k): text(v)
         for k, v in ctx.r.hgetall(f"{PREFIX}:{{{portal}}}:portal").items()
-        if k.startswith(b"packing")
+        if text(k).startswith("packing")
     }
     info = {
         "batch_requests": str(state["counters"]["batch_requests"]),

@@ -42,7 +42,8 @@ class Sim:
         return {k: creds[k] for k in (*keys, "expires_in")}
 
     def state(self, records: bool) -> dict[str, Any]:
-        return self._call("GET", f"state?records={int(records)}", None)
+        state: dict[str, Any] = self._call("GET", f"state?records={int(records)}", None)
+        return state
 
     def _call(self, verb: str, name: str, body: Any) -> Any:
         r = self.http.request(verb, f"{self.base_url}/_sim/{name}", json=body, timeout=30)

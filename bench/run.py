@@ -44,7 +44,7 @@ from bench.context import (
     wait_for,
 )
 from bench.measure import Row, sim_row
-from worker.store.keys import Keys
+from worker.store.keys import Keys, text
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 README = RESULTS.parent.parent / "README.md"
@@ -176,10 +176,10 @@ def _load() -> str:
 
 
 def _stats(ctx: Ctx) -> str:
-    stats = ctx.r.hgetall(Keys(PREFIX).stats)
-    keep = sorted(k.decode() for k in stats if not k.startswith((b"last_", b"api_error")))
-    errors = sorted(k.decode() for k in stats if k.startswith(b"api_error"))
-    return ", ".join(f"{k}={stats[k.encode()].decode()}" for k in keep + errors)
+    stats = {text(k): text(v) for k, v in ctx.r.hgetall(Keys(PREFIX).stats).items()}
+    keep = sorted(k for k in stats if not k.startswith(("last_", "api_error")))
+    errors = sorted(k for k in stats if k.startswith("api_error"))
+    return ", ".join(f"{k}={stats[k]}" for k in keep + errors)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

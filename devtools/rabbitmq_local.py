@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 from kombu import Connection
 
@@ -53,7 +54,8 @@ def purge(url: str, *queues: str) -> None:
     with Connection(url) as conn:
         for name in queues:
             with contextlib.suppress(Exception), conn.channel() as channel:
-                channel.queue_purge(name)
+                # (kombu's StdChannel does not declare it; py-amqp's channel has it)
+                cast(Any, channel).queue_purge(name)
 
 
 class LocalRabbitMQ(LocalServer):

