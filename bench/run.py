@@ -1,7 +1,7 @@
 """Side-by-side throughput of the delivery pipeline and its baselines, measured in one run.
 
     .venv/bin/python -m bench.run            # `make bench`: ~8-10 minutes
-    .venv/bin/python -m bench.run --quick    # ~1 minute, smaller N
+    .venv/bin/python -m bench.run --quick    # ~1 minute, smaller N, printed only
     .venv/bin/python -m bench.run --n 4000 --keep-logs
 
 Everything runs on 127.0.0.1: a private redis-server (devtools.redis_local), the b24sim
@@ -10,7 +10,7 @@ simulator in a subprocess, and real Celery workers (2 processes x -c 2) for each
   naive    bench.naive: one call per confirmation, SDK-style 503 retries (2 s, 3 s), no batching
   no-op    bench.naive's no-op task: the ceiling Celery+Redis gives on this machine
 and the portal's permitted rate, computed from its leaky bucket; then the packing and ingest
-scenarios (bench/packing.py). The tables go to stdout and to bench/results.md.
+scenarios (bench/packing.py). The tables go to stdout and (unless --quick) to bench/results.md.
 """
 
 from __future__ import annotations
@@ -184,7 +184,9 @@ def _stats(ctx: Ctx) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller N: about a minute")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller N: about a minute; printed, not saved"
+    )
     ap.add_argument("--n", type=int, default=0, help="confirmations, fast portal and no-op")
     ap.add_argument("--n-doc", type=int, default=0, help="confirmations, ours at 2/s")
     ap.add_argument("--n-naive-doc", type=int, default=0, help="confirmations, naive at 2/s")
@@ -229,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n".join(packing_report.render(res.packed, res.rows)) + "\n"
         fast = res.rows["ours_fast"].rate if "ours_fast" in res.rows else None
         text += "\n".join(fleet_report.render(res.fleet, fast)) + "\n"
-        RESULTS.write_text(text, encoding="utf-8")
-        update_readme(text)
+        if not args.quick:  # (a smoke run's smaller N are not the tables the docs quote)
+            RESULTS.write_text(text, encoding="utf-8")
+            update_readme(text)
         print(text)
     return 0
 
