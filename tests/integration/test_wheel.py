@@ -136,10 +136,14 @@ def test_the_installed_wheel_delivers_a_confirmation_from_outside_the_tree(
     try:
         _run([cli, "register"], home, env=env, stdin=json.dumps(creds))
         _run([cli, "enqueue"], home, env=env, stdin=json.dumps(confirmation("p1", 1)))
+        # (the simulator records the call before the worker settles it: wait for both)
         wait_for(
-            lambda: delivered_ids(sim) == [1] or process.poll() is not None,
+            lambda: (
+                (delivered_ids(sim) == [1] and stats(r).get("delivered") == 1)
+                or process.poll() is not None
+            ),
             60,
-            what="the wheel's worker to deliver",
+            what="the wheel's worker to deliver and settle",
         )
         assert process.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
         assert stats(r)["delivered"] == 1
