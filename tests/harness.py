@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -65,15 +66,32 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     name: str
+    #: the worker's environment: `pool_pids` asks its broker
+    env: dict[str, str] = field(default_factory=dict)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def pool_pids(self) -> list[int]:
+    def children(self) -> list[int]:
+        """Every child process of the worker: its pool and, with `-B`, its embedded beat."""
         out = subprocess.run(
             ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
         ).stdout
         return [int(p) for p in out.split()]
+
+    def pool_pids(self) -> list[int]:
+        """The worker's pool processes, as it reports them (`inspect stats`); [] when it does
+        not answer. Not `children()`: with `-B` the embedded beat is a child too, and a beat
+        killed is not forked again as a pool child is (the sweep would stop for good)."""
+        node = f"{self.name}@{socket.gethostname()}"
+        broker = self.env.get("CELERY_BROKER_URL") or self.env["REDIS_URL"]
+        app = Producer(broker, sentinel_master=self.env.get("REDIS_SENTINEL_MASTER")).app
+        try:
+            replies = app.control.inspect(destination=[node], timeout=5.0, limit=1).stats()
+        finally:
+            app.close()
+        pool = (replies or {}).get(node, {}).get("pool", {})
+        return [int(pid) for pid in pool.get("processes", [])]
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.process.poll() is None:
@@ -85,7 +103,7 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the main process and its pool children (a crash, not a shutdown)."""
-        for pid in [*self.pool_pids(), self.process.pid]:
+        for pid in [*self.children(), self.process.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
@@ -129,8 +147,9 @@ class Fleet:
             f"{name}@%h", queues=queues, concurrency=concurrency, beat_schedule=schedule
         )
         # the pool children share the test's process group: `kill` finds them by parent pid
-        process = start_logged(args, log_path, self.environment(**extra_env), new_session=False)
-        worker = WorkerProcess(process, log_path, name)
+        env = self.environment(**extra_env)
+        process = start_logged(args, log_path, env, new_session=False)
+        worker = WorkerProcess(process, log_path, name, env)
         self.workers.append(worker)
         return worker
 
