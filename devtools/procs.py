@@ -139,6 +139,41 @@ def start_logged(
         )
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a worker's pool and, with `-B`, its beat)."""
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL `process` and its children (a crash, not a shutdown), and reap it."""
+    for pid in [*child_pids(process.pid), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], deadline_s: float = 15.0, name: str = ""
+) -> bool:
+    """SIGTERM `process` (a warm shutdown for a worker), wait up to `deadline_s`, then
+    `kill_tree` what is left; whether it stopped by itself. (A prefork worker's warm shutdown
+    has been seen to hang in billiard's pool join: a test whose subject is not the stop must
+    not wait on it for ever, nor leave the process running into the next test.)"""
+    if process.poll() is not None:
+        return True
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(deadline_s)
+        return True
+    except subprocess.TimeoutExpired:
+        print(f"killed {name or process.pid} (did not stop within {deadline_s:.0f}s)", flush=True)
+        kill_tree(process)
+        return False
+
+
 @dataclass
 class Child:
     name: str

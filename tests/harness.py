@@ -7,10 +7,8 @@ fixed sleeps.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +25,15 @@ import redis
 
 from b24producer import Producer
 from b24sim import Simulator
-from devtools.procs import ROOT, child_env, start_logged, wait_for, worker_args
+from devtools.procs import (
+    ROOT,
+    child_env,
+    kill_tree,
+    start_logged,
+    stop_process,
+    wait_for,
+    worker_args,
+)
 from devtools.redis_sentinel import SentinelCluster, server_binary
 from worker.store.keys import Keys
 
@@ -72,16 +78,9 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def children(self) -> list[int]:
-        """Every child process of the worker: its pool and, with `-B`, its embedded beat."""
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(p) for p in out.split()]
-
     def pool_pids(self) -> list[int]:
         """The worker's pool processes, as it reports them (`inspect stats`); [] when it does
-        not answer. Not `children()`: with `-B` the embedded beat is a child too, and a beat
+        not answer. Not `child_pids`: with `-B` the embedded beat is a child too, and a beat
         killed is not forked again as a pool child is (the sweep would stop for good)."""
         node = f"{self.name}@{socket.gethostname()}"
         broker = self.env.get("CELERY_BROKER_URL") or self.env["REDIS_URL"]
@@ -94,19 +93,11 @@ class WorkerProcess:
         return [int(pid) for pid in pool.get("processes", [])]
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process, timeout_s, self.name)
 
     def kill(self) -> None:
         """SIGKILL the main process and its pool children (a crash, not a shutdown)."""
-        for pid in [*self.children(), self.process.pid]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
+        kill_tree(self.process)
 
 
 @dataclass

@@ -5,12 +5,9 @@ worker_init) included. Before, those came out as console text."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 
-from devtools.procs import child_env, start_logged, wait_for, worker_args
+from devtools.procs import child_env, start_logged, stop_process, wait_for, worker_args
 
 PLAINTEXT_WARNING = "tokens are stored in plaintext"
 
@@ -23,15 +20,7 @@ def test_a_json_worker_logs_json_from_its_first_line(redis_url: str, tmp_path: P
     try:
         wait_for(lambda: " ready." in log.read_text(errors="replace"), 60, "the worker ready")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            # the worker's stop is not this test's subject: as tests/harness.py stops a worker,
-            # what is left after the deadline is killed (its own process group: with the pool)
-            print("the worker did not stop within 30 s of SIGTERM: killed", flush=True)
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
+        stop_process(worker, 30, "the JSON-logging worker")  # its stop is not the subject
     lines = log.read_text(errors="replace").splitlines()
     warnings = [line for line in lines if PLAINTEXT_WARNING in line]
     assert warnings, "the worker warns that tokens are stored in plaintext"

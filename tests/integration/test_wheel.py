@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from b24sim import PortalConfig, Simulator
+from devtools.procs import stop_process
 from tests.harness import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -148,10 +149,5 @@ def test_the_installed_wheel_delivers_a_confirmation_from_outside_the_tree(
         assert process.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
         assert stats(r)["delivered"] == 1
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 30, "the wheel's worker")
         log.close()
