@@ -160,8 +160,9 @@ def stop_process(
 ) -> bool:
     """SIGTERM `process` (a warm shutdown for a worker), wait up to `deadline_s`, then
     `kill_tree` what is left; whether it stopped by itself. (A prefork worker's warm shutdown
-    has been seen to hang in billiard's pool join: a test whose subject is not the stop must
-    not wait on it for ever, nor leave the process running into the next test.)"""
+    can take 30 s longer than its tasks, billiard waiting for a pool process's last results to
+    be counted (docs/operations/deployment.md): a test whose subject is not the stop need not
+    wait for that, nor leave the process running into the next test.)"""
     if process.poll() is not None:
         return True
     process.send_signal(signal.SIGTERM)
