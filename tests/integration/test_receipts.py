@@ -78,14 +78,22 @@ def test_one_receipt_naming_several_records_and_one_that_never_gets_its_sent(
     p.delivered(portal="rm", connector="myconnector", message_id=["a1", "a2", "b1"], date=DATE)
     p.delivered(portal="rm", connector="myconnector", message_id="never-sent", date=DATE)
     wait_for(lambda: len(sim.accepted("rm")) >= 2, what="one confirmation per record")
-    wait_for(lambda: stats(r).get("receipts_unmatched") == 1, 30, what="the lone receipt rejected")
+
+    def lone() -> list[dict[str, Any]]:
+        return [rec for rec in rejected_records(r) if rec["task"] == "delivery.delivered"]
+
+    # the sweep counts the receipt in its script, then writes the rejected record: wait for both
+    wait_for(
+        lambda: stats(r).get("receipts_unmatched") == 1 and lone(),
+        30,
+        what="the lone receipt counted and rejected",
+    )
     assert sorted(a.im["message_id"] for a in sim.accepted("rm")) == [10, 11]
     assert [a.message["id"] for a in sorted(sim.accepted("rm"), key=lambda a: a.index)] in (
         [["a1", "a2"], ["b1"]],
         [["b1"], ["a1", "a2"]],
     )
-    lone = [rec for rec in rejected_records(r) if rec["task"] == "delivery.delivered"]
-    assert len(lone) == 1 and "'never-sent' has no delivery.sent record" in lone[0]["rule"]
+    assert len(lone()) == 1 and "'never-sent' has no delivery.sent record" in lone()[0]["rule"]
     assert stats(r).get("ingested") == 2, "nothing of the lone receipt reached a buffer"
     p.close()
 
@@ -104,8 +112,12 @@ def test_records_expire_and_unconfirmed_ones_are_listed_then_counted(
     listed = run_cli(redis_url, "unconfirmed", "rx")
     assert listed.returncode == 0, listed.stderr
     assert '"external_ids": ["x-20"]' in listed.stdout and "x-21" not in listed.stdout
-    wait_for(lambda: stats(r).get("sent_expired") == 2, 30, what="both records to expire")
+    # the sweep counts in its script, then logs: wait for both
+    wait_for(
+        lambda: stats(r).get("sent_expired") == 2 and "records expired unconfirmed" in fleet.logs(),
+        30,
+        what="both records to expire, the unconfirmed one logged",
+    )
     assert stats(r)["sent_expired_unconfirmed"] == 1
     assert run_cli(redis_url, "unconfirmed", "rx").stdout == ""
-    assert "records expired unconfirmed" in fleet.logs()
     p.close()
