@@ -114,6 +114,11 @@ def test_the_stop_grace_outlasts_the_task_hard_limit_with_margin() -> None:
     k8s_grace = float(worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
     for grace in (compose_grace, k8s_grace):
         assert grace >= hard_limit + 30, (grace, hard_limit)
+    # the operations docs quote the manifests' values
+    docs = ROOT / "docs/operations"
+    for page in ("deployment.md", "probes.md"):
+        assert f"terminationGracePeriodSeconds: {k8s_grace:g}`" in (docs / page).read_text(), page
+    assert f"stop_grace_period: {compose_grace:g}s`" in (docs / "deployment.md").read_text()
     # the comments cite the computation, not a literal that goes stale
     for text in (COMPOSE.read_text(), (ROOT / "deploy/kubernetes/worker.yaml").read_text()):
         assert "task_time_limit_s" in text
