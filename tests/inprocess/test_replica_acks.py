@@ -14,6 +14,8 @@ import pytest
 from devtools.redis_sentinel import SentinelCluster
 from tests.harness import sentinel_cluster
 from tests.inprocess.conftest import GROUP, SentTasks, element
+from tests.inprocess.test_receipts import receipt_payload, sent_payload
+from worker.ingest import receipt_payloads, receipts
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.store.keys import Keys
@@ -59,3 +61,37 @@ def test_an_acknowledged_ingest_is_on_the_replica(
     assert ingested.added and not ingested.replicated
     assert settings.replica_timeout_ms / 1000 <= waited < 2, "WAIT gave up at its timeout"
     assert primary.client().hget(Keys().stats, "replica_wait_timeouts") == b"1"
+
+
+def test_receipts_wait_for_the_replica_even_when_a_repeat_writes_nothing(
+    pair: SentinelCluster, settings: Settings, sent: SentTasks
+) -> None:
+    """`delivery.sent` and `delivery.delivered` WAIT as an ingest does, and a repeat (the task's
+    retry) waits again. A repeated receipt whose ids all wait already writes nothing, and WAIT
+    answers for its own connection's writes; run on a pooled connection that last wrote before
+    the replica stopped, its WAIT must still not report the first run replicated (on Redis 7.0
+    a script's WAIT covers every write before it; a server where it does not fails here)."""
+    primary, replica = pair.nodes["primary"], pair.nodes["replica"]
+
+    def make() -> Runtime:  # its own connection pool: a retry in another process
+        chosen = settings.with_overrides(replica_acks=1)
+        return Runtime.create(chosen, sent, client=primary.client(timeout_s=5))
+
+    keys = Keys().receipt_keys("p1")
+    early, first_run = make(), make()
+    payload = sent_payload(85911, "ext-1")
+    done = receipts.record_sent(early, receipt_payloads.sent(payload), payload)
+    assert done.kind == "kept" and done.replicated
+    assert replica.client().hexists(keys["records_key"], "myconnector:85911")
+
+    pair.signal("replica", signal.SIGSTOP)
+    try:
+        receipt = receipt_payload("never-sent")
+        first = receipts.receive(first_run, receipt_payloads.receipt(receipt), receipt)
+        # the repeat on the connection that last wrote before the replica stopped
+        again = receipts.receive(early, receipt_payloads.receipt(receipt), receipt)
+    finally:
+        pair.signal("replica", signal.SIGCONT)
+    assert first.counts == {"waiting": 1} and not first.replicated
+    assert again.counts == {"waiting": 1} and not again.replicated, "the repeat's WAIT counted"
+    assert primary.client().hget(Keys().stats, "replica_wait_timeouts") == b"2"

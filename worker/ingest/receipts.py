@@ -60,17 +60,36 @@ def record_id(connector: str, im_message_id: int) -> str:
 @dataclass(frozen=True)
 class Outcome:
     """What a task did: its kind (`kept`, `confirmed`, `repeat` for `sent`; counts by outcome
-    for `delivered`)."""
+    for `delivered`); and, with DELIVERY_REPLICA_ACKS, whether the replicas asked for
+    acknowledged its writes (the task runs again when they did not, as `delivery.confirm`)."""
 
     kind: str
     counts: dict[str, int] = field(default_factory=dict)
+    replicated: bool = True
 
 
-def _ingest(rt: Runtime, confirms: list[dict[str, Any]]) -> dict[str, int]:
+def _run(
+    rt: Runtime, name: str, keys: dict[str, str], args: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Run a receipt script; with DELIVERY_REPLICA_ACKS, `WAIT` on its connection in the same
+    round trip (its writes, and every write before them, reached that many replicas): its
+    answer, and whether they acknowledged (a miss counted, as an ingest's)."""
+    want = rt.settings.replica_acks
+    if not want:
+        return _script(rt, name)(keys, args), True
+    reply, acked = _script(rt, name).then_wait(keys, args, want, rt.settings.replica_timeout_ms)
+    if acked < want:
+        rt.buffer.count("replica_wait_timeouts")
+    return reply, acked >= want
+
+
+def _ingest(rt: Runtime, confirms: list[dict[str, Any]]) -> tuple[dict[str, int], bool]:
     """Ingest each confirmed record's confirmation as `delivery.confirm` does, then mark the
-    records ingested (a crash between the two runs the ingest again: coalesced)."""
+    records ingested (a crash between the two runs the ingest again: coalesced); the counts,
+    and whether every ingest was replicated."""
     counts: dict[str, int] = {}
     done: list[str] = []
+    replicated = True
     for confirm in confirms:
         element = json.loads(confirm["el"])
         element["message"] = {**element.get("message", {}), "date": int(confirm["date"])}
@@ -80,11 +99,12 @@ def _ingest(rt: Runtime, confirms: list[dict[str, Any]]) -> dict[str, int]:
         ingested = rt.buffer.ingest(group, im_id, element)
         rt.send_flush(group, ingested.trigger)
         counts[ingested.kind] = counts.get(ingested.kind, 0) + 1
+        replicated = replicated and ingested.replicated
         done.append(confirm["id"])
     if done:
         keys = rt.buffer.keys.receipt_keys(confirms[0]["portal"])
         _script(rt, "receipt_ingested")(keys, {"record_ids_json": json.dumps(done)})
-    return counts
+    return counts, replicated
 
 
 def record_sent(rt: Runtime, item: Sent, payload: dict[str, Any]) -> Outcome:
@@ -93,7 +113,9 @@ def record_sent(rt: Runtime, item: Sent, payload: dict[str, Any]) -> Outcome:
     s = rt.settings
     rid = record_id(item.connector, int(item.element["im"]["message_id"]))
     fields = [id_field(item.connector, item.chat, i) for i in item.external_ids]
-    reply = _script(rt, "sent")(
+    reply, replicated = _run(
+        rt,
+        "sent",
         rt.buffer.keys.receipt_keys(item.portal),
         {
             "member_id": item.portal,
@@ -133,9 +155,9 @@ def record_sent(rt: Runtime, item: Sent, payload: dict[str, Any]) -> Outcome:
         raise error
     if kind == "confirm":
         confirm = {**reply, "id": rid, "portal": item.portal, "c": item.connector}
-        counts = _ingest(rt, [{**confirm, "line": item.line}])
-        return Outcome("confirmed", counts)
-    return Outcome(kind)
+        counts, ingested = _ingest(rt, [{**confirm, "line": item.line}])
+        return Outcome("confirmed", counts, replicated and ingested)
+    return Outcome(kind, replicated=replicated)
 
 
 def receive(rt: Runtime, item: Receipt, payload: dict[str, Any]) -> Outcome:
@@ -143,7 +165,9 @@ def receive(rt: Runtime, item: Receipt, payload: dict[str, Any]) -> Outcome:
     no record yet wait for their `sent` up to DELIVERY_RECEIPT_WAIT_S."""
     fields = [id_field(item.connector, item.chat, i) for i in item.external_ids]
     waiting = _compact({"date": item.date, "payload": payload})
-    reply = _script(rt, "receipt")(
+    reply, replicated = _run(
+        rt,
+        "receipt",
         rt.buffer.keys.receipt_keys(item.portal),
         {
             "member_id": item.portal,
@@ -158,9 +182,10 @@ def receive(rt: Runtime, item: Receipt, payload: dict[str, Any]) -> Outcome:
     counts: dict[str, int] = {}
     for outcome in reply["outcomes"]:
         counts[outcome] = counts.get(outcome, 0) + 1
-    for kind, n in _ingest(rt, confirms).items():
+    ingest_counts, ingested = _ingest(rt, confirms)
+    for kind, n in ingest_counts.items():
         counts[f"ingest_{kind}"] = n
-    return Outcome("received", counts)
+    return Outcome("received", counts, replicated and ingested)
 
 
 def sweep(rt: Runtime) -> dict[str, int]:

@@ -54,7 +54,9 @@ COUNTERS = {
         "(DELIVERY_TOKEN_KEYS)"
     ),
     "registrations": "portal.register calls",
-    "replica_wait_timeouts": "ingests whose WAIT for DELIVERY_REPLICA_ACKS replicas timed out",
+    "replica_wait_timeouts": (
+        "ingests and receipt scripts whose WAIT for DELIVERY_REPLICA_ACKS replicas timed out"
+    ),
     "packed_calls": "batch requests made for packed groups (one slot of the budget each)",
     "packed_groups": "groups sent inside batch requests",
     "packing_turned_off": "portals that refused the method inside batch (packing off for them)",
