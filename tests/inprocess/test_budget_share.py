@@ -1,8 +1,10 @@
 """The budget share: while a portal's batches are not full, the fleet spends at most
 DELIVERY_PORTAL_BUDGET_SHARE of the portal's sustained rate on it (counted over
 DELIVERY_PORTAL_BUDGET_WINDOW_S, on Redis server time, in `begin.lua`); a flush that carries a
-full batch still goes at the permitted rate. Time is shrunk: 10 calls/s, a quarter, a 2 s window
-(at most 5 partial calls in any 2 s, as the defaults allow 5 in any 10 s at 2/s).
+full batch still goes at the permitted rate. Partial calls are spaced (the window over the calls
+it allows), so a confirmation waits at most that long for its share. Time is shrunk: 10 calls/s,
+a quarter, a 2 s window (at most 5 partial calls in any 2 s, 0.4 s apart, as the defaults allow
+5 in any 10 s, 2 s apart, at 2/s).
 
 Platform fact behind it: the portal's leaky bucket (2/s sustained) is shared with the
 connector's own calls, which need most of it.
@@ -11,6 +13,7 @@ connector's own calls, which need most of it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import redis
@@ -51,24 +54,27 @@ def test_partial_batches_spend_only_the_share_and_a_full_batch_goes_past_it(
     def past_the_window() -> Flushed:  # (the 1 ms window of a lone item)
         return wait_for(lambda: (f := flush(rt, GROUP, "t")) is not Flushed.WAIT and f)
 
-    for i in range(1, limit + 1):  # the share's first five go at once
-        fill(rt, 1, first=i)
-        assert past_the_window() == "delivered"
-    fill(rt, 1, first=100)
-    assert past_the_window() == "throttled", "a sixth partial call waits for the window"
+    spacing = WINDOW_S / limit  # 0.4 s
+    fill(rt, 1, first=1)
+    assert past_the_window() == "delivered"
+    fill(rt, 1, first=2)
+    assert past_the_window() == "throttled", "the next partial call waits for its spacing"
     assert stats(r)["share_waits"] == 1
-    fill(rt, 4, first=101)  # now a full batch of five
+    fill(rt, 4, first=3)  # now a full batch of five (with the one that waited)
     assert flush(rt, GROUP, "t") == "delivered", "a full batch goes at the permitted rate"
     for i in range(200, 200 + limit + 2):  # partial again: one by one, as the share allows
         fill(rt, 1, first=i)
         wait_for(lambda: flush(rt, GROUP, "t") == "delivered", 3 * WINDOW_S, what="a slot")
     times = _call_times(sim)
-    assert len(times) == 2 * limit + 3
-    partial = times[:limit] + times[limit + 1 :]  # (the full batch is not counted in the limit)
+    assert len(times) == 2 + limit + 2
+    partial = times[:1] + times[2:]  # (the full batch is not counted in the share)
+    for a, b in pairwise(partial):
+        assert b - a >= spacing - SLACK_S, f"partial calls {b - a:.2f} s apart"
+        assert b - a <= spacing + 1.0, f"a partial call waited {b - a:.2f} s, past its spacing"
     for k in range(len(partial) - limit):
         span = partial[k + limit] - partial[k]
         assert span >= WINDOW_S - SLACK_S, f"{limit + 1} partial calls within {span:.2f} s"
-    assert stats(r)["delivered"] == 5 + 5 + limit + 2
+    assert stats(r)["delivered"] == 1 + 5 + limit + 2
 
 
 def test_the_tail_of_a_busy_spell_is_not_held_back_by_its_full_calls(

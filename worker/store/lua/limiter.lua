@@ -38,15 +38,23 @@ end
 
 -- The budget share: while a portal's batches are not full, the fleet makes at most
 -- `share * rate * window` calls to it in any `window` seconds (the rest of its budget is left
--- to the connector's own calls). `key` (ZSET lease id -> called at) logs the calls of the last
+-- to the connector's own calls), spaced at least `window / limit` apart, so a confirmation
+-- waits at most that long for its portal's share (5 calls in 10 s: 2 s), never most of a
+-- window behind a burst. `key` (ZSET lease id -> called at) logs the calls of the last
 -- window. Returns the seconds until a call fits in the share (0: now).
 local function share_wait(key, now, share, rate, window)
   if share >= 1 then return 0 end
   local limit = math.max(1, math.floor(share * rate * window + 1e-9))
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) < limit then return 0 end
-  local nth = redis.call('ZRANGE', key, -limit, -limit, 'WITHSCORES')
-  return math.max(0.001, tonumber(nth[2]) + window - now)
+  local wait = 0
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #last > 0 then wait = tonumber(last[2]) + window / limit - now end
+  if redis.call('ZCARD', key) >= limit then
+    local nth = redis.call('ZRANGE', key, -limit, -limit, 'WITHSCORES')
+    wait = math.max(wait, tonumber(nth[2]) + window - now)
+  end
+  if wait <= 0 then return 0 end
+  return math.max(0.001, wait)
 end
 
 -- A call made (full or not): logged for the share's window.
