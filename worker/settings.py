@@ -131,7 +131,8 @@ class Settings:
     #: the share of each portal's sustained rate the fleet spends while its batches are not full
     #: (the rest is left to the connector's own calls); a full batch still goes at the full rate
     portal_budget_share: float = 0.25
-    #: the window the budget share is counted over: at most share x rate x window partial calls
+    #: the window the budget share is counted over: at most share x rate x window partial calls,
+    #: spaced at least the window over that number apart
     portal_budget_window_s: float = 10.0
     #: most elements in one `delivery.confirm_many` message
     confirm_many_max: int = 500
