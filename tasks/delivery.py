@@ -51,6 +51,19 @@ def requeued_if_redis_is_unreachable() -> Iterator[None]:
 REPLICA_RETRIES = 3
 
 
+def again_unless_replicated(
+    task: Task[Any, Any], rt: Runtime, replicated: bool, /, **context: Any
+) -> None:
+    """With DELIVERY_REPLICA_ACKS: a task whose writes no replica acknowledged goes back to the
+    broker and runs again (its repeat is idempotent: coalesced, deduplicated, or counted as a
+    repeat), waiting for a replica again; after the last retry the primary alone has them."""
+    if replicated:
+        return
+    if task.request.retries < REPLICA_RETRIES:
+        raise task.retry(countdown=min(1.0, rt.settings.max_countdown_s))
+    log.warning("ingest not replicated", wanted=rt.settings.replica_acks, **context)
+
+
 @app.task(name=CONFIRM_TASK, bind=True, throws=(InvalidInput,), max_retries=REPLICA_RETRIES)
 def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
     """Validate one confirmation, add it to its group's buffer, make sure a flush is due."""
@@ -64,15 +77,7 @@ def confirm(self: Task[Any, Any], /, **payload: Any) -> str:
         if self.request.retries == 0:
             note_missing(rt, [item])
         rt.send_flush(item.group, ingested.trigger)
-        if not ingested.replicated:
-            # Not acknowledged: the message goes back to the broker and the ingest (coalesced
-            # with itself) waits for a replica again; after the last retry the primary alone
-            # has it.
-            if self.request.retries < REPLICA_RETRIES:
-                raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
-            log.warning(
-                "ingest not replicated", group=item.group.id, wanted=rt.settings.replica_acks
-            )
+        again_unless_replicated(self, rt, ingested.replicated, group=item.group.id)
         return ingested.kind
 
 
@@ -132,11 +137,7 @@ def confirm_many(self: Task[Any, Any], /, **payload: Any) -> dict[str, int]:
         done = many.ingest(rt, judged, record_rejected=self.request.retries == 0)
         if self.request.retries == 0:
             note_missing(rt, judged.valid)
-        if not done.replicated:
-            # as delivery.confirm: again (each element coalesced with itself) until replicated
-            if self.request.retries < REPLICA_RETRIES:
-                raise self.retry(countdown=min(1.0, rt.settings.max_countdown_s))
-            log.warning("ingest not replicated", task=CONFIRM_MANY_TASK, **done.counts)
+        again_unless_replicated(self, rt, done.replicated, task=CONFIRM_MANY_TASK, **done.counts)
     if judged.invalid:
         log.warning("confirmations rejected", task=CONFIRM_MANY_TASK, **done.counts)
     return done.counts
