@@ -68,21 +68,6 @@ class Outcome:
     replicated: bool = True
 
 
-def _run(
-    rt: Runtime, name: str, keys: dict[str, str], args: dict[str, Any]
-) -> tuple[dict[str, Any], bool]:
-    """Run a receipt script; with DELIVERY_REPLICA_ACKS, `WAIT` on its connection in the same
-    round trip (its writes, and every write before them, reached that many replicas): its
-    answer, and whether they acknowledged (a miss counted, as an ingest's)."""
-    want = rt.settings.replica_acks
-    if not want:
-        return _script(rt, name)(keys, args), True
-    reply, acked = _script(rt, name).then_wait(keys, args, want, rt.settings.replica_timeout_ms)
-    if acked < want:
-        rt.buffer.count("replica_wait_timeouts")
-    return reply, acked >= want
-
-
 def _ingest(rt: Runtime, confirms: list[dict[str, Any]]) -> tuple[dict[str, int], bool]:
     """Ingest each confirmed record's confirmation as `delivery.confirm` does, then mark the
     records ingested (a crash between the two runs the ingest again: coalesced); the counts,
@@ -113,9 +98,8 @@ def record_sent(rt: Runtime, item: Sent, payload: dict[str, Any]) -> Outcome:
     s = rt.settings
     rid = record_id(item.connector, int(item.element["im"]["message_id"]))
     fields = [id_field(item.connector, item.chat, i) for i in item.external_ids]
-    reply, replicated = _run(
-        rt,
-        "sent",
+    reply, replicated = rt.buffer.run_acked(
+        _script(rt, "sent"),
         rt.buffer.keys.receipt_keys(item.portal),
         {
             "member_id": item.portal,
@@ -165,9 +149,8 @@ def receive(rt: Runtime, item: Receipt, payload: dict[str, Any]) -> Outcome:
     no record yet wait for their `sent` up to DELIVERY_RECEIPT_WAIT_S."""
     fields = [id_field(item.connector, item.chat, i) for i in item.external_ids]
     waiting = _compact({"date": item.date, "payload": payload})
-    reply, replicated = _run(
-        rt,
-        "receipt",
+    reply, replicated = rt.buffer.run_acked(
+        _script(rt, "receipt"),
         rt.buffer.keys.receipt_keys(item.portal),
         {
             "member_id": item.portal,

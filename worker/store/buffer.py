@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis import Redis
@@ -22,7 +22,7 @@ from worker.store.clock import server_time
 from worker.store.keys import Group, Keys, text
 from worker.store.kinds import Action, Added, Begun
 from worker.store.replies import Begin, GroupIngested, Ingested, Lease, Settled
-from worker.store.scripts import PARKED, script
+from worker.store.scripts import PARKED, Bound, script
 from worker.store.triggers import Trigger, new_task_id
 
 #: the portal hash's record of a refusal of packed calls: when, and the code that refused
@@ -75,6 +75,21 @@ class Buffer:
             "tick_s": self.tick_s,
         }
 
+    def run_acked(
+        self, bound: Bound, keys: Mapping[str, str], args: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Run a script that keeps a producer's message; with DELIVERY_REPLICA_ACKS, `WAIT` on
+        the script's own connection in the same round trip, so its writes (and all before
+        them) are on that many replicas and a failover to one of them keeps them. Its answer,
+        and whether the replicas acknowledged (a miss counted)."""
+        want = self.s.replica_acks
+        if not want:
+            return bound(keys, args), True
+        reply, acked = bound.then_wait(keys, args, want, self.s.replica_timeout_ms)
+        if acked < want:
+            self.count("replica_wait_timeouts")
+        return reply, acked >= want
+
     def ingest(self, group: Group, message_id: str, element: dict[str, Any]) -> Ingested:
         """Add a confirmation to its group (coalescing a repeat of a pending message id)."""
         task_id = new_task_id()
@@ -89,17 +104,7 @@ class Buffer:
             **self._timing(),
             "dedup_window_s": self.s.dedup_window_s,
         }
-        replicated = True
-        if self.s.replica_acks:
-            # WAIT on the script's own connection: its writes (and all before them) are on
-            # that many replicas, so a failover to one of them keeps this confirmation.
-            want = self.s.replica_acks
-            reply, acked = self._ingest.then_wait(keys, args, want, self.s.replica_timeout_ms)
-            replicated = acked >= want
-            if not replicated:
-                self.count("replica_wait_timeouts")
-        else:
-            reply = self._ingest(keys, args)
+        reply, replicated = self.run_acked(self._ingest, keys, args)
         kind = {1: Added.ADDED, 0: Added.COALESCED, 2: Added.DEDUPLICATED}[int(reply["added"])]
         return Ingested(kind, _trigger(task_id, reply["trigger"]), replicated)
 
